@@ -1,0 +1,33 @@
+# Every target sets up what is missing (venv, pinned packages, weights) and reuses what is there.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+WEIGHTS := models/facenet_keras.h5
+
+.PHONY: setup models test demo bench clean-venv
+
+setup: $(STAMP) models
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.lock pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+models: $(STAMP)
+	$(PY) models/fetch.py
+
+test: setup
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/facerec demo
+
+bench: setup
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) bench/pipeline_speed.py
+
+clean-venv:
+	rm -rf $(VENV)

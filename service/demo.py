@@ -1,0 +1,86 @@
+"""`facerec demo`: the Happy House front door, end to end, on the exercise's 18 photos."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from service.config import PROJECT_ROOT, Config
+from service.errors import FacerecError
+from service.folders import roster_from_photos
+from service.recognition import identify, verify
+
+DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "happy_house"
+
+
+def run_happy_house(session, data: Path | None = None, as_json: bool = False) -> int:
+    """Enroll the residents, run the published door checks and who-is-it on every camera shot.
+
+    ``session`` offers ``config`` and a lazily loaded ``pipeline``.
+    """
+    data = Path(data) if data else DEFAULT_DATA
+    expected_file = data / "expected.json"
+    if not expected_file.is_file():
+        raise FacerecError(f"Happy House data not found: {expected_file} is missing (pass --data DIR)")
+    expected = json.loads(expected_file.read_text())
+    config, pipeline = session.config, session.pipeline
+    people = {name: [data / photo] for name, photo in expected["residents"].items()}
+    roster, refused = roster_from_photos(pipeline, people)
+    cameras = sorted(data.glob("camera_*.*"))
+    door = [(check, _decision(pipeline, verify, check["image"], data, check["claimed"], roster, config))
+            for check in expected["verify"]]
+    seen = [(photo.name, _decision(pipeline, identify, photo.name, data, None, roster, config)) for photo in cameras]
+    report = {
+        "pipeline": {"model": pipeline.model_id, "detect": config.detect, "threshold": config.threshold},
+        "residents": roster.people,
+        "refused": [{"person": r.person, "photo": r.photo.name, "reason": r.reason} for r in refused],
+        "door": [{"image": c["image"], "claimed": c["claimed"], **r,
+                  "published_distance": c["distance"], "published_open": c["door_open"]} for c, r in door],
+        "who_is_it": [{"image": name, **r, "truth": expected.get("camera_truth", {}).get(name)} for name, r in seen],
+    }
+    if as_json:
+        json.dump(report, sys.stdout, indent=2)
+        print()
+    else:
+        _print_report(report)
+    agree = all(d["open"] == d["published_open"] for d in report["door"] if "open" in d)
+    return 0 if agree and not refused else 1
+
+
+def _decision(pipeline, rule, image: str, data: Path, claimed, roster, config: Config) -> dict:
+    try:
+        encoding = pipeline.single_face(data / image).encoding
+    except FacerecError as exc:
+        return {"error": exc.message}
+    if claimed is not None:
+        result = rule(encoding, claimed, roster, config.threshold)
+        return {"distance": round(result.distance, 4), "open": result.accepted}
+    result = rule(encoding, roster, config.threshold, top=1)
+    return {"distance": round(result.distance, 4), "identity": result.label}
+
+
+def _print_report(report: dict) -> None:
+    p = report["pipeline"]
+    print(f"Happy House front door  (model {p['model']}, detection {'on' if p['detect'] else 'off'}, "
+          f"threshold {p['threshold']})")
+    print(f"Residents enrolled: {len(report['residents'])}: {', '.join(report['residents'])}")
+    for r in report["refused"]:
+        print(f"  not enrolled: {r['person']} ({r['photo']}): {r['reason']}")
+    print("\nDoor checks (verify: is this who they claim to be?)")
+    print(f"  {'camera':<13} {'claims':<10} {'distance':>8}  {'door':<7} {'published':>15}")
+    for d in report["door"]:
+        if "error" in d:
+            print(f"  {d['image']:<13} {d['claimed']:<10} error: {d['error']}")
+            continue
+        pub = f"{d['published_distance']:.3f} {'open' if d['published_open'] else 'shut'}"
+        mark = "" if d["open"] == d["published_open"] else "  <- differs"
+        print(f"  {d['image']:<13} {d['claimed']:<10} {d['distance']:8.3f}  {'OPEN' if d['open'] else 'shut':<7} "
+              f"{pub:>15}{mark}")
+    print("\nWho is it? (identify each camera shot)")
+    print(f"  {'camera':<13} {'answer':<21} {'distance':>8}  truth")
+    for w in report["who_is_it"]:
+        if "error" in w:
+            print(f"  {w['image']:<13} error: {w['error']}")
+            continue
+        print(f"  {w['image']:<13} {w['identity']:<21} {w['distance']:8.3f}  {w['truth'] or '(not published)'}")

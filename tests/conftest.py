@@ -1,0 +1,68 @@
+"""Shared pytest fixtures: where the project and its photo sets are, and one detector per run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    """The repository root (the folder holding config.yaml)."""
+    return PROJECT_ROOT
+
+
+@pytest.fixture(scope="session")
+def celebrity_dir(project_root: Path) -> Path:
+    """The 5-celebrity photo set (train/ and val/ folders of <person>/*.jpg)."""
+    path = project_root / "models" / "data" / "5-celebrity"
+    if not (path / "val").is_dir():
+        pytest.skip(f"5-celebrity photos not found at {path} (fetched by `make models`)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def happy_house_dir(project_root: Path) -> Path:
+    """The Happy House exercise's 96x96 face crops and expected.json."""
+    path = project_root.parent / "shared" / "data" / "happy_house"
+    if not path.is_dir():
+        pytest.skip(f"Happy House photos not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def detector():
+    """One MTCNN detector for the whole run: building it costs seconds."""
+    from service.detect import FaceDetector
+
+    return FaceDetector()
+
+
+@pytest.fixture(scope="session")
+def config(tmp_path_factory):
+    """The project's config.yaml, with the data home in a temporary folder."""
+    from service.config import load_config
+
+    return load_config(home=str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture(scope="session")
+def facenet(config):
+    """The real pretrained FaceNet, loaded once per test run."""
+    from service.facenet import load_facenet
+
+    if not config.model.weights.is_file():
+        pytest.skip(f"FaceNet weights not found at {config.model.weights} (fetched by `make models`)")
+    return load_facenet(config.model.weights, config.model.cache_dir, config.expected_sha256)
+
+
+@pytest.fixture(scope="session")
+def pipeline(config, facenet, detector):
+    """The default pipeline (MTCNN detection, alignment, configured normalisation) on the shared model."""
+    from service.encoder import Encoder
+    from service.pipeline import Pipeline
+
+    return Pipeline(Encoder(facenet, config.model.normalization, config.model.batch_size), detector, config)
