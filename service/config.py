@@ -6,6 +6,7 @@ Nothing else in the project reads config files or the environment; it receives a
 from __future__ import annotations
 
 import copy
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ class ModelConfig:
     cache_dir: Path
     normalization: str
     batch_size: int
+    flip: bool
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,6 @@ class Config:
         """The weights' hash from models/manifest.json, when the weights are the shipped ones."""
         manifest = PROJECT_ROOT / "models" / "manifest.json"
         if manifest.is_file() and self.model.weights.name == "facenet_keras.h5":
-            import json
-
             return json.loads(manifest.read_text())["sha256"]
         return None
 
@@ -103,6 +103,7 @@ def _build(raw: dict, base: Path, source: Path) -> Config:
                 cache_dir=_path(model.pop("cache_dir"), base),
                 normalization=str(model.pop("normalization")),
                 batch_size=int(model.pop("batch_size")),
+                flip=bool(model.pop("flip")),
             ),
             detect=bool(raw.pop("detect")),
             detection=DetectionConfig(

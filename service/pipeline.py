@@ -84,5 +84,6 @@ def only_face(faces: Sequence[Face], name: str) -> Face:
 def build_pipeline(config: Config) -> Pipeline:
     """Load the networks the configuration asks for (seconds: do it once per process)."""
     facenet = load_facenet(config.model.weights, config.model.cache_dir, config.expected_sha256)
-    encoder = Encoder(facenet, config.model.normalization, config.model.batch_size)
+    encoder = Encoder(facenet, config.model.normalization, config.model.batch_size,
+                      config.model.flip)
     return Pipeline(encoder, FaceDetector() if config.detect else None, config)

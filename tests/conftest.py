@@ -65,4 +65,5 @@ def pipeline(config, facenet, detector):
     from service.encoder import Encoder
     from service.pipeline import Pipeline
 
-    return Pipeline(Encoder(facenet, config.model.normalization, config.model.batch_size), detector, config)
+    return Pipeline(Encoder(facenet, config.model.normalization, config.model.batch_size,
+                      config.model.flip), detector, config)
