@@ -73,15 +73,16 @@ class Encoder:
         if len(faces) == 0:
             return np.zeros((0, 128), dtype=np.float32)
         pixels = np.stack([as_pixels(f) for f in faces])
-        vectors = self._run(pixels)
-        if self.flip:
-            vectors = l2_normalize(vectors) + l2_normalize(self._run(pixels[:, :, ::-1]))
-        return l2_normalize(vectors)
+        if not self.flip:
+            return l2_normalize(self._run(pixels))
+        # Face and mirror go through the network side by side: one call even at batch 1.
+        both = np.stack([pixels, pixels[:, :, ::-1]], axis=1).reshape(-1, *pixels.shape[1:])
+        pairs = l2_normalize(self._run(both)).reshape(len(pixels), 2, -1)
+        return l2_normalize(pairs.sum(axis=1))
 
     def _run(self, pixels: np.ndarray) -> np.ndarray:
         out = []
         for start in range(0, len(pixels), self.batch_size):
             chunk = normalize_pixels(pixels[start:start + self.batch_size], self.normalization)
-            # predict_on_batch runs the compiled graph: ~10x faster than an eager call at batch 1.
-            out.append(np.asarray(self.facenet.model.predict_on_batch(chunk)))
+            out.append(self.facenet.embed(chunk))
         return np.concatenate(out)
