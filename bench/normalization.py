@@ -1,8 +1,9 @@
 """Which pixel normalisation should FaceNet get? Measured on real photos, both ways.
 
-For each normalisation (FaceNet's per-image standardisation, and the exercise's divide-by-255) this
+For each normalisation (FaceNet's per-image standardisation, and the exercise's divide-by-255), with
+and without averaging each face's encoding with its mirror image's ("flip"), this
 encodes the 5-celebrity photos through the default pipeline (MTCNN + 5-point alignment) and the Happy
-House crops, then prints: distances of genuine and impostor pairs, verification accuracy at the
+House crops (HH column: door decisions kept, with detection and alignment), then prints: distances of genuine and impostor pairs, verification accuracy at the
 configured threshold and at the best threshold, ROC AUC, rank-1 identification of the val photos
 against the train photos, and the triplet loss (margin 0.2) over all (anchor, positive, negative)
 triplets, which is what the network was trained to drive to zero.
@@ -74,8 +75,8 @@ def main() -> None:
     expected = json.loads((hh / "expected.json").read_text()) if hh.is_dir() else None
 
     rows = []
-    for method in ("standardize", "divide255"):
-        encoder = Encoder(pipeline.encoder.facenet, method, 32)
+    for method, flip in (("standardize", False), ("divide255", False), ("standardize", True), ("divide255", True)):
+        encoder = Encoder(pipeline.encoder.facenet, method, 32, flip=flip)
         vecs = encoder.encode(crops)
         stats = pair_stats(vecs, labels, config.threshold)
         train, val = split == "train", split == "val"
@@ -84,20 +85,18 @@ def main() -> None:
         tl, n_triplets = all_triplet_loss(vecs, labels)
         hh_ok = ""
         if expected:
-            from service.imageio import load_image
-            from service.align import whole_image_face
-            enc = lambda f: encoder.encode([whole_image_face(load_image(hh / f), 160)])[0]  # noqa: E731
+            enc = lambda f: encoder.encode([only_face(pipeline.locate(hh / f), f).crop])[0]  # noqa: E731
             db = {k: enc(v) for k, v in expected["residents"].items()}
             decisions = [bool(np.linalg.norm(enc(c["image"]) - db[c["claimed"]]) < config.threshold) == c["door_open"]
                          for c in expected["verify"]]
             hh_ok = f"{sum(decisions)}/{len(decisions)}"
-        rows.append((method, stats, rank1, tl, hh_ok))
+        rows.append((method + (" +flip" if flip else ""), stats, rank1, tl, hh_ok))
     print(f"5-celebrity, {len(labels)} photos ({(split == 'train').sum()} train, {(split == 'val').sum()} val), "
           f"{rows[0][1]['pairs']} pairs, {n_triplets} triplets; margin {config.detection.margin}; threshold {config.threshold}")
-    print(f"{'normalisation':<13} {'gen mean':>8} {'imp mean':>8} {'acc@thr':>8} {'best acc':>8} {'best thr':>8} "
-          f"{'AUC':>7} {'rank-1':>7} {'triplet':>8} {'HH crops':>8}")
+    print(f"{'normalisation':<17} {'gen mean':>8} {'imp mean':>8} {'acc@thr':>8} {'best acc':>8} {'best thr':>8} "
+          f"{'AUC':>7} {'rank-1':>7} {'triplet':>8} {'HH door':>8}")
     for method, s, rank1, tl, hh_ok in rows:
-        print(f"{method:<13} {s['genuine_mean']:8.3f} {s['impostor_mean']:8.3f} {s['acc_at_threshold']:8.4f} "
+        print(f"{method:<17} {s['genuine_mean']:8.3f} {s['impostor_mean']:8.3f} {s['acc_at_threshold']:8.4f} "
               f"{s['best_acc']:8.4f} {s['best_threshold']:8.3f} {s['auc']:7.4f} {rank1:7.3f} {tl:8.4f} {hh_ok:>8}")
 
 
