@@ -1,0 +1,62 @@
+"""Identification on the 5-celebrity photos with the default pipeline; prints a table.
+
+Enrolls every usable `train` photo, identifies every `val` photo, then, for each person in turn,
+leaves them out of the roster and checks whether their `val` photos are let in as someone else.
+
+    .venv/bin/python bench/celebrities.py
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from service.config import load_config  # noqa: E402
+from service.folders import photos_by_person, roster_from_photos  # noqa: E402
+from service.pipeline import build_pipeline  # noqa: E402
+from service.recognition import MemoryRoster, identify  # noqa: E402
+
+
+def main() -> None:
+    config = load_config()
+    pipeline = build_pipeline(config)
+    celeb = ROOT / "models" / "data" / "5-celebrity"
+    roster, refused = roster_from_photos(pipeline, photos_by_person(celeb / "train"))
+    enrolled = sum(len(roster.encodings_of(p)) for p in roster.people)
+    print(f"enrolled {enrolled} train photos of {len(roster)} people; refused {len(refused)}: "
+          + ", ".join(f"{r.person}/{r.code}" for r in refused))
+    print(f"threshold {config.threshold}\n")
+    print(f"{'person':<15} {'answer':<20} {'own dist':>8} {'nearest other':>14}")
+    probes, rows = [], []
+    for person, photos in photos_by_person(celeb / "val").items():
+        for photo in photos:
+            encoding = pipeline.faces(photo)[0].encoding
+            probes.append((person, encoding))
+            result = identify(encoding, roster, config.threshold, top=len(roster))
+            own = next(c.distance for c in result.candidates if c.person == person)
+            other = min(c.distance for c in result.candidates if c.person != person)
+            rows.append((result.candidates[0].person == person, result.person == person, own, other))
+            print(f"{person:<15} {result.label:<20} {own:8.3f} {other:14.3f}")
+    rank1, accepted, own, other = (np.array(col) for col in zip(*rows))
+    print(f"\nrank-1 (nearest person right): {rank1.sum()}/{len(rows)}")
+    print(f"identified at threshold {config.threshold}: {accepted.sum()}/{len(rows)}; "
+          f"wrong person accepted: {int(((other < config.threshold)).sum())}")
+    print(f"own-person distance: min {own.min():.3f} median {np.median(own):.3f} max {own.max():.3f}; "
+          f"nearest other person: min {other.min():.3f}")
+    let_in = 0
+    for stranger in roster.people:
+        partial = MemoryRoster()
+        for person in roster.people:
+            if person != stranger:
+                partial.add(person, roster.encodings_of(person))
+        let_in += sum(identify(e, partial, config.threshold).person is not None for p, e in probes if p == stranger)
+    print(f"strangers (each person left out in turn) let in: {let_in}/{len(probes)}")
+
+
+if __name__ == "__main__":
+    main()
