@@ -9,7 +9,8 @@ from pathlib import Path
 from service.config import PROJECT_ROOT, Config
 from service.errors import FacerecError
 from service.folders import roster_from_photos
-from service.recognition import identify, verify
+from service.api import FaceRecognizer
+from service.recognition import Verification
 
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "happy_house"
 
@@ -28,9 +29,10 @@ def run_happy_house(session, data: Path | None = None, as_json: bool = False) ->
     people = {name: [data / photo] for name, photo in expected["residents"].items()}
     roster, refused = roster_from_photos(pipeline, people)
     cameras = sorted(data.glob("camera_*.*"))
-    door = [(check, _decision(pipeline, verify, check["image"], data, check["claimed"], roster, config))
+    door_keeper = FaceRecognizer(pipeline, roster, config.threshold)
+    door = [(check, _decision(lambda: door_keeper.verify(data / check["image"], check["claimed"])))
             for check in expected["verify"]]
-    seen = [(photo.name, _decision(pipeline, identify, photo.name, data, None, roster, config)) for photo in cameras]
+    seen = [(photo.name, _decision(lambda: door_keeper.who_is_it(photo, top=1))) for photo in cameras]
     report = {
         "pipeline": {"model": pipeline.model_id, "detect": config.detect, "threshold": config.threshold},
         "residents": roster.people,
@@ -48,15 +50,13 @@ def run_happy_house(session, data: Path | None = None, as_json: bool = False) ->
     return 0 if agree and not refused else 1
 
 
-def _decision(pipeline, rule, image: str, data: Path, claimed, roster, config: Config) -> dict:
+def _decision(ask) -> dict:
     try:
-        encoding = pipeline.single_face(data / image).encoding
+        result = ask()
     except FacerecError as exc:
         return {"error": exc.message}
-    if claimed is not None:
-        result = rule(encoding, claimed, roster, config.threshold)
+    if isinstance(result, Verification):
         return {"distance": round(result.distance, 4), "open": result.accepted}
-    result = rule(encoding, roster, config.threshold, top=1)
     return {"distance": round(result.distance, 4), "identity": result.label}
 
 
