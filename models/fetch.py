@@ -7,7 +7,6 @@ to the package registry that pip is configured for.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -17,20 +16,15 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the project, for the one hashing function both share
+
+from service.model_id import file_sha256  # noqa: E402
 MANIFEST = json.loads((HERE / "manifest.json").read_text())
 DATA_DIR = HERE / "data"
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def weights_ok(path: Path) -> bool:
-    return path.is_file() and path.stat().st_size == MANIFEST["size"] and sha256_of(path) == MANIFEST["sha256"]
+    return path.is_file() and path.stat().st_size == MANIFEST["size"] and file_sha256(path) == MANIFEST["sha256"]
 
 
 def download_sdist(workdir: Path) -> Path:

@@ -41,11 +41,26 @@ class DetectionConfig:
 class Config:
     home: Path
     threshold: float
+    database_url: str
+    index_k: int
     model: ModelConfig
     detect: bool
     detection: DetectionConfig
     max_pixels: int
     source: Path | None = None
+
+    @property
+    def database(self) -> str:
+        """The SQLAlchemy URL of the roster database (a SQLite file in ``home`` unless configured)."""
+        return self.database_url or f"sqlite:///{self.home / 'facerec.db'}"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.home / "index"
+
+    @property
+    def crops_dir(self) -> Path:
+        return self.home / "crops"
 
     @property
     def expected_sha256(self) -> str | None:
@@ -94,10 +109,12 @@ def _set(tree: dict, dotted: str, value: Any) -> None:
 def _build(raw: dict, base: Path, source: Path) -> Config:
     raw = copy.deepcopy(raw)
     try:
-        model, det = raw.pop("model"), raw.pop("detection")
+        model, det, index = raw.pop("model"), raw.pop("detection"), raw.pop("index")
         config = Config(
             home=_path(raw.pop("home"), base),
             threshold=float(raw.pop("threshold")),
+            database_url=str(raw.pop("database_url") or ""),
+            index_k=int(index.pop("k")),
             model=ModelConfig(
                 weights=_path(model.pop("weights"), base),
                 cache_dir=_path(model.pop("cache_dir"), base),
@@ -119,7 +136,8 @@ def _build(raw: dict, base: Path, source: Path) -> Config:
         raise ConfigError(f"{source}: missing setting {exc}") from None
     except (TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{source}: bad value: {exc}") from None
-    leftovers = [k for k in raw] + [f"model.{k}" for k in model] + [f"detection.{k}" for k in det]
+    leftovers = ([k for k in raw] + [f"model.{k}" for k in model] + [f"detection.{k}" for k in det]
+                 + [f"index.{k}" for k in index])
     if leftovers:
         raise ConfigError(f"{source}: unknown settings {leftovers}")
     _validate(config, source)
@@ -131,8 +149,8 @@ def _validate(config: Config, source: Path) -> None:
         raise ConfigError(f"{source}: model.normalization must be 'standardize' or 'divide255'")
     if not 0 < config.threshold <= 2:
         raise ConfigError(f"{source}: threshold must be in (0, 2]: encodings are unit vectors, 2 apart at most")
-    if config.model.batch_size < 1 or config.max_pixels < 1:
-        raise ConfigError(f"{source}: batch_size and max_pixels must be positive")
+    if config.model.batch_size < 1 or config.max_pixels < 1 or config.index_k < 1:
+        raise ConfigError(f"{source}: model.batch_size, image.max_pixels and index.k must be positive")
 
 
 def _path(value: Any, base: Path) -> Path:

@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from service.facenet import INPUT_SIZE, FaceNet
+from service.model_id import encoding_model_id
 
 NORMALIZATIONS = ("standardize", "divide255")
 
@@ -66,7 +67,7 @@ class Encoder:
     @property
     def model_id(self) -> str:
         """Names weights and input handling: encodings made differently must not be compared."""
-        return f"{self.facenet.model_id}/{self.normalization}{'+flip' if self.flip else ''}"
+        return encoding_model_id(self.facenet.model_id, self.normalization, self.flip)
 
     def encode(self, faces: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
         """(N, 128) float32 unit vectors, one per crop, in order."""

@@ -62,3 +62,17 @@ class ModelError(FacerecError):
 
 class ConfigError(FacerecError):
     code = "config_error"
+
+
+class PersonExists(FacerecError):
+    code = "person_exists"
+
+
+class UnknownFace(FacerecError):
+    code = "unknown_face"
+
+
+class DuplicatePhoto(FacerecError):
+    """The same photo (by sha256) is already enrolled for this person."""
+
+    code = "duplicate"

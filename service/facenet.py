@@ -9,7 +9,6 @@ SavedModel, keyed by the source file's sha256.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,10 +22,10 @@ import keras
 import numpy as np
 
 from service.errors import ModelError
+from service.model_id import MODEL_NAME, file_sha256, weights_model_id
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "facenet-keras-inception-resnet-v1"
 INPUT_SIZE = 160
 EMBEDDING_SIZE = 128
 
@@ -60,20 +59,6 @@ class FaceNet:
     model_id: str
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks (the weights are ~90 MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def model_id_for(sha256: str) -> str:
-    """Encodings of different weights must never be compared: the id names both net and weights."""
-    return f"{MODEL_NAME}@sha256:{sha256[:16]}"
-
-
 def load_facenet(weights: Path, cache_dir: Path | None = None, expected_sha256: str | None = None) -> FaceNet:
     """Load FaceNet from the published h5, through the converted cache when it is there.
 
@@ -90,13 +75,13 @@ def load_facenet(weights: Path, cache_dir: Path | None = None, expected_sha256: 
     cached = Path(cache_dir) / f"facenet-{sha[:16]}.savedmodel" if cache_dir else None
     if cached is not None and (cached / "saved_model.pb").is_file():
         try:
-            return FaceNet(_saved_model_runner(cached), model_id_for(sha))
+            return FaceNet(_saved_model_runner(cached), weights_model_id(sha))
         except Exception as exc:  # a damaged or foreign cache is rebuilt, not fatal
             log.warning("converted model cache %s unreadable (%s); converting again", cached, exc)
     model = convert_keras2_h5(weights)
     if cached is not None:
         _export_atomically(model, cached)
-    return FaceNet(lambda batch: np.asarray(model.predict_on_batch(batch)), model_id_for(sha))
+    return FaceNet(lambda batch: np.asarray(model.predict_on_batch(batch)), weights_model_id(sha))
 
 
 def _saved_model_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:

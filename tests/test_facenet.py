@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from service.errors import ModelError
-from service.facenet import convert_keras2_h5, file_sha256, load_facenet
+from service.facenet import convert_keras2_h5, load_facenet
+from service.model_id import file_sha256
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,105 @@
+"""Alembic environment: run the roster migrations online or offline.
+
+Configured in code by ``service.store.alembic_config`` / ``upgrade_database`` (there is no
+alembic.ini). Online, the connection handed over in ``config.attributes["connection"]`` is used
+when there is one; otherwise an engine is made from ``sqlalchemy.url``.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from alembic import context
+from sqlalchemy import Connection, TypeDecorator
+
+from service.store import Base, make_engine
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+    """Render application TypeDecorators as their plain SQLAlchemy type.
+
+    Migrations then never import application code, which may change after they are written.
+    """
+    if type_ == "type" and isinstance(obj, TypeDecorator):
+        autogen_context.imports.add("import sqlalchemy as sa")
+        return f"sa.{obj.impl!r}"
+    return False
+
+
+def _configure_options(dialect_name: str) -> dict[str, Any]:
+    return {
+        "target_metadata": target_metadata,
+        "compare_type": True,
+        "render_item": render_item,
+        # SQLite cannot ALTER most things; batch mode copies the table instead.
+        "render_as_batch": dialect_name == "sqlite",
+    }
+
+
+def run_migrations_offline() -> None:
+    """Write the migration SQL for ``sqlalchemy.url``'s dialect instead of running it."""
+    url = config.get_main_option("sqlalchemy.url")
+    dialect_name = url.split(":", 1)[0].split("+", 1)[0]
+    context.configure(
+        url=url, literal_binds=True, dialect_opts={"paramstyle": "named"}, **_configure_options(dialect_name)
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    """Run the migrations on the handed-over connection, or on a fresh one from the URL."""
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run_on(connection)
+        return
+    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    try:
+        with engine.connect() as connection:
+            _run_on(connection)
+    finally:
+        engine.dispose()
+
+
+def _run_on(connection: Connection) -> None:
+    with _sqlite_foreign_keys_off(connection):
+        context.configure(connection=connection, **_configure_options(connection.dialect.name))
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+@contextmanager
+def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """Suspend SQLite foreign keys while migrating, then check them and switch them back on.
+
+    A batch migration drops and re-creates a table; with foreign keys on, dropping ``people``
+    would cascade and delete every face. The PRAGMA is ignored inside a transaction, so this
+    only acts on a connection that is not in one (as ``upgrade_database`` hands over).
+    """
+    if connection.dialect.name != "sqlite" or connection.in_transaction():
+        yield
+        return
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    connection.commit()
+    try:
+        yield
+        if connection.in_transaction():
+            connection.commit()
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"migration left rows breaking foreign keys (table, rowid, parent, fk): {broken}")
+    finally:
+        if connection.in_transaction():
+            connection.rollback()
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        connection.commit()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,237 @@
+"""The roster store: migrations match the ORM, SQLite set-up, constraints, helpers (real SQLite files)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, delete, func, inspect, select
+from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.store import (
+    MIGRATIONS_DIR,
+    Base,
+    Face,
+    Person,
+    alembic_config,
+    bump_generation,
+    current_generation,
+    default_database_url,
+    encoding_from_bytes,
+    encoding_to_bytes,
+    make_engine,
+    session_factory,
+    upgrade_database,
+)
+
+SHA_A = "a" * 64
+SHA_B = "b" * 64
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    """A migrated SQLite file in a temporary data home."""
+    engine = make_engine(default_database_url(tmp_path))
+    upgrade_database(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return session_factory(engine)
+
+
+def _face(sha: str = SHA_A, **fields) -> Face:
+    values = dict(encoding=encoding_to_bytes(np.zeros(128)), model_id="test-model", photo_sha256=sha,
+                  box_x=1.0, box_y=2.0, box_w=30.0, box_h=40.0)
+    return Face(**(values | fields))
+
+
+def _count(session: Session, model: type[Base]) -> int:
+    return session.scalar(select(func.count()).select_from(model))
+
+
+def _person_with_faces(sessions: sessionmaker[Session], *shas: str) -> int:
+    with sessions.begin() as session:
+        person = Person(external_id="E001", name="Younes", faces=[_face(sha) for sha in shas])
+        session.add(person)
+    return person.id
+
+
+# --- migrations -------------------------------------------------------------------------------
+
+
+def test_migrations_match_the_orm(engine: Engine) -> None:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_server_default": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_migrated_foreign_key_cascades_and_constraints_are_named(engine: Engine) -> None:
+    inspector = inspect(engine)
+    (fk,) = inspector.get_foreign_keys("faces")
+    assert fk["name"] == "fk_faces_person_id_people"
+    assert fk["referred_table"] == "people" and fk["options"].get("ondelete") == "CASCADE"
+    assert {uq["name"] for uq in inspector.get_unique_constraints("faces")} == {"uq_faces_person_id_photo_sha256"}
+    assert {ix["name"] for ix in inspector.get_indexes("faces")} == {"ix_faces_person_id", "ix_faces_model_id"}
+
+
+def test_upgrade_is_idempotent_and_starts_at_generation_zero(engine: Engine, sessions) -> None:
+    upgrade_database(engine)
+    upgrade_database(engine)
+    head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
+    with engine.connect() as connection:
+        assert MigrationContext.configure(connection).get_current_revision() == head
+    with sessions() as session:
+        assert current_generation(session) == 0
+
+
+def test_upgrade_from_a_url_creates_the_folder(tmp_path: Path) -> None:
+    home = tmp_path / "not" / "yet"
+    url = default_database_url(home)
+    assert url == f"sqlite:///{(home / 'facerec.db').resolve().as_posix()}"
+    upgrade_database(url)
+    assert (home / "facerec.db").is_file()
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            assert current_generation(session) == 0
+    finally:
+        engine.dispose()
+
+
+def test_batch_migration_of_people_keeps_their_faces(tmp_path: Path, engine: Engine, sessions) -> None:
+    # A SQLite batch migration re-creates the table; with foreign keys on, that would cascade.
+    scripts = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    (scripts / "versions" / "0002_widen_name.py").write_text(
+        'import sqlalchemy as sa\nfrom alembic import op\n\nrevision = "0002"\ndown_revision = "0001"\n\n'
+        "def upgrade():\n"
+        '    with op.batch_alter_table("people", recreate="always") as batch:\n'
+        '        batch.alter_column("name", existing_type=sa.String(256), type_=sa.String(300))\n'
+    )
+    _person_with_faces(sessions, SHA_A, SHA_B)
+    upgrade_database(engine, script_location=scripts)
+    with sessions() as session:
+        assert _count(session, Face) == 2
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+# --- SQLite connection set-up -----------------------------------------------------------------
+
+
+def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(engine: Engine) -> None:
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+
+
+# --- constraints ------------------------------------------------------------------------------
+
+
+def test_deleting_a_person_deletes_their_faces_in_the_database(sessions) -> None:
+    person_id = _person_with_faces(sessions, SHA_A, SHA_B)
+    with sessions.begin() as session:
+        # A Core DELETE: the ORM cascade plays no part, so the database's ON DELETE CASCADE must.
+        session.execute(delete(Person).where(Person.id == person_id))
+    with sessions() as session:
+        assert _count(session, Person) == 0
+        assert _count(session, Face) == 0
+
+
+def test_the_same_photo_twice_for_one_person_is_refused_and_nothing_is_written(sessions) -> None:
+    with pytest.raises(IntegrityError):
+        with sessions.begin() as session:
+            session.add(Person(external_id="E001", faces=[_face(SHA_A), _face(SHA_A)]))
+    with sessions() as session:
+        assert _count(session, Person) == 0
+        assert _count(session, Face) == 0
+
+
+def test_the_same_photo_for_two_people_is_allowed(sessions) -> None:
+    with sessions.begin() as session:
+        session.add_all([Person(external_id="E001", faces=[_face(SHA_A)]),
+                         Person(external_id="E002", faces=[_face(SHA_A)])])
+    with sessions() as session:
+        assert _count(session, Face) == 2
+
+
+def test_external_id_is_unique(sessions) -> None:
+    _person_with_faces(sessions)
+    with pytest.raises(IntegrityError):
+        with sessions.begin() as session:
+            session.add(Person(external_id="E001"))
+
+
+# --- columns ----------------------------------------------------------------------------------
+
+
+def test_defaults_json_and_utc_timestamps_round_trip(sessions) -> None:
+    person_id = _person_with_faces(sessions, SHA_A)
+    with sessions.begin() as session:
+        session.get(Person, person_id).attributes = {"team": "door", "floor": 2}
+    with sessions() as session:
+        person = session.get(Person, person_id)
+        assert person.active is True
+        assert person.attributes == {"team": "door", "floor": 2}
+        assert person.created_at.tzinfo == UTC and person.updated_at >= person.created_at
+        assert person.faces[0].score is None and person.faces[0].crop_path is None
+
+
+def test_naive_datetimes_are_refused(sessions) -> None:
+    with pytest.raises(StatementError):
+        with sessions.begin() as session:
+            session.add(Person(external_id="E001", created_at=datetime(2025, 1, 1)))
+
+
+def test_encoding_bytes_round_trip() -> None:
+    vector = np.random.default_rng(0).standard_normal(128).astype(np.float32)
+    data = encoding_to_bytes(vector)
+    assert len(data) == 512 and data[:4] == vector[:1].astype("<f4").tobytes()
+    back = encoding_from_bytes(data)
+    assert back.dtype == np.float32 and back.shape == (128,)
+    np.testing.assert_array_equal(back, vector)
+
+
+@pytest.mark.parametrize("data", [b"", bytes(511), bytes(513), bytes(1024)])
+def test_stored_encoding_of_wrong_length_is_refused(data: bytes) -> None:
+    with pytest.raises(ValueError):
+        encoding_from_bytes(data)
+
+
+@pytest.mark.parametrize("shape", [(127,), (129,), (1, 128), ()])
+def test_encoding_of_wrong_shape_is_refused(shape: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError):
+        encoding_to_bytes(np.zeros(shape))
+
+
+# --- generation -------------------------------------------------------------------------------
+
+
+def test_bump_generation_increments(sessions) -> None:
+    with sessions.begin() as session:
+        assert bump_generation(session) == 1
+        assert bump_generation(session) == 2
+        assert current_generation(session) == 2
+    with sessions() as session:
+        assert current_generation(session) == 2
+
+
+def test_a_rolled_back_bump_does_not_stick(sessions) -> None:
+    with sessions() as session:
+        session.add(Person(external_id="E001"))
+        assert bump_generation(session) == 1
+        session.rollback()
+    with sessions() as session:
+        assert current_generation(session) == 0
+        assert _count(session, Person) == 0
