@@ -56,6 +56,27 @@ def main() -> None:
                 partial.add(person, roster.encodings_of(person))
         let_in += sum(identify(e, partial, config.threshold).person is not None for p, e in probes if p == stranger)
     print(f"strangers (each person left out in turn) let in: {let_in}/{len(probes)}")
+    compare_aggregations(roster, probes, config.threshold)
+
+
+def compare_aggregations(roster: MemoryRoster, probes, threshold: float) -> None:
+    """How to score a person with several photos: nearest photo, mean of the 3 nearest, or centroid."""
+    scores = {"nearest photo": [], "mean of 3 nearest": [], "centroid": []}
+    for truth, encoding in probes:
+        for person in roster.people:
+            photos = roster.encodings_of(person)
+            ranked = np.sort(np.linalg.norm(photos - encoding, axis=1))
+            centre = photos.mean(axis=0)
+            genuine = person == truth
+            scores["nearest photo"].append((genuine, ranked[0]))
+            scores["mean of 3 nearest"].append((genuine, ranked[:3].mean()))
+            scores["centroid"].append((genuine, np.linalg.norm(centre / np.linalg.norm(centre) - encoding)))
+    print(f"\n{'person score':<18} {'genuine max':>11} {'genuine < thr':>13} {'impostor min':>12}")
+    for name, rows in scores.items():
+        genuine = np.array([d for g, d in rows if g])
+        impostor = np.array([d for g, d in rows if not g])
+        print(f"{name:<18} {genuine.max():11.3f} {f'{(genuine < threshold).sum()}/{len(genuine)}':>13} "
+              f"{impostor.min():12.3f}")
 
 
 if __name__ == "__main__":

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from service.config import PROJECT_ROOT, Config
+from service.config import PROJECT_ROOT
 from service.errors import FacerecError
-from service.folders import roster_from_photos
+from service.roster import Photo, Roster
 from service.api import FaceRecognizer
 from service.recognition import Verification
 
@@ -26,17 +27,27 @@ def run_happy_house(session, data: Path | None = None, as_json: bool = False) ->
         raise FacerecError(f"Happy House data not found: {expected_file} is missing (pass --data DIR)")
     expected = json.loads(expected_file.read_text())
     config, pipeline = session.config, session.pipeline
-    people = {name: [data / photo] for name, photo in expected["residents"].items()}
-    roster, refused = roster_from_photos(pipeline, people)
-    cameras = sorted(data.glob("camera_*.*"))
-    door_keeper = FaceRecognizer(pipeline, roster, config.threshold)
-    door = [(check, _decision(lambda: door_keeper.verify(data / check["image"], check["claimed"])))
-            for check in expected["verify"]]
-    seen = [(photo.name, _decision(lambda: door_keeper.who_is_it(photo, top=1))) for photo in cameras]
+    # The demo keeps its own roster (a SQLite file under <home>/demo) so it never mixes the
+    # exercise's residents into a real one; re-running it finds them already enrolled.
+    demo_config = replace(config, home=config.home / "demo", database_url="")
+    roster = Roster(demo_config, pipeline.model_id)
+    try:
+        outcomes = [o for name, photo in expected["residents"].items()
+                    for o in roster.enroll(pipeline, name, [Photo.from_path(data / photo)])]
+        door_keeper = FaceRecognizer(pipeline, roster, config.threshold)
+        door = [(check, _decision(lambda: door_keeper.verify(data / check["image"], check["claimed"])))
+                for check in expected["verify"]]
+        seen = [(photo.name, _decision(lambda: door_keeper.who_is_it(photo, top=1)))
+                for photo in sorted(data.glob("camera_*.*"))]
+        residents = [person.external_id for person, _ in roster.list_people()]
+    finally:
+        roster.close()
+    refused = [o for o in outcomes if o.status == "refused"]
     report = {
         "pipeline": {"model": pipeline.model_id, "detect": config.detect, "threshold": config.threshold},
-        "residents": roster.people,
-        "refused": [{"person": r.person, "photo": r.photo.name, "reason": r.reason} for r in refused],
+        "roster": str(demo_config.database),
+        "residents": residents,
+        "refused": [{"person": o.person, "photo": Path(o.photo).name, "reason": o.message} for o in refused],
         "door": [{"image": c["image"], "claimed": c["claimed"], **r,
                   "published_distance": c["distance"], "published_open": c["door_open"]} for c, r in door],
         "who_is_it": [{"image": name, **r, "truth": expected.get("camera_truth", {}).get(name)} for name, r in seen],
@@ -65,6 +76,7 @@ def _print_report(report: dict) -> None:
     print(f"Happy House front door  (model {p['model']}, detection {'on' if p['detect'] else 'off'}, "
           f"threshold {p['threshold']})")
     print(f"Residents enrolled: {len(report['residents'])}: {', '.join(report['residents'])}")
+    print(f"Roster: {report['roster']}")
     for r in report["refused"]:
         print(f"  not enrolled: {r['person']} ({r['photo']}): {r['reason']}")
     print("\nDoor checks (verify: is this who they claim to be?)")

@@ -111,9 +111,9 @@ def test_unknown_person_and_missing_roster(capsys, pipeline, roster_dir, celebri
     assert code == EXIT_INPUT_ERROR and "does not exist" in err
 
 
-def test_faces_lists_every_face_with_box_and_score(capsys, pipeline, celebrity_dir, tmp_path):
+def test_detect_lists_every_face_with_box_and_score(capsys, pipeline, celebrity_dir, tmp_path):
     photo = two_faces(celebrity_dir, tmp_path / "pair.jpg")
-    code, out, _ = run(capsys, pipeline, "faces", str(photo), "--json", "--encodings")
+    code, out, _ = run(capsys, pipeline, "detect", str(photo), "--json", "--encodings")
     faces = json.loads(out)["images"][0]["faces"]
     assert code == EXIT_MATCH and len(faces) == 2
     assert all(f["confidence"] >= 0.9 and len(f["encoding"]) == 128 for f in faces)
@@ -126,7 +126,7 @@ def console_script() -> Path:
 
 def test_console_script_end_to_end(happy_house_dir):
     """The installed `facerec` command, in its own process, loading the model itself."""
-    done = subprocess.run([str(console_script()), "faces", str(happy_house_dir / "younes.jpg"), "--json"],
+    done = subprocess.run([str(console_script()), "detect", str(happy_house_dir / "younes.jpg"), "--json"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -137,6 +137,6 @@ def test_console_script_end_to_end(happy_house_dir):
 def test_console_script_usage_errors_exit_2(tmp_path):
     done = subprocess.run([str(console_script()), "verify"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "usage" in done.stderr
-    done = subprocess.run([str(console_script()), "faces", str(tmp_path / "absent.jpg")],
+    done = subprocess.run([str(console_script()), "detect", str(tmp_path / "absent.jpg")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "no such file" in done.stderr

@@ -1,0 +1,476 @@
+"""Exact (flat L2) FAISS index of face encodings under int64 ids, with atomic, checksummed saves.
+
+This module knows vectors and integer ids only. What an id stands for, and where the encodings
+really live, is the caller's business. A saved index is a cache of the database, so every reason a
+save cannot be used is an :class:`IndexLoadError`, and the answer to all of them is to rebuild.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import operator
+import os
+import tempfile
+import threading
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, get_type_hints
+
+import faiss
+import numpy as np
+
+FORMAT_VERSION = 1
+INDEX_FILE = "faces.faiss"
+MANIFEST_FILE = "manifest.json"
+DEFAULT_DIM = 128
+
+_HASH_BLOCK = 1 << 20
+# Exact distances are recomputed this many queries at a time, which bounds the (m, k, dim) temporary.
+_REFINE_QUERIES = 4096
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class IndexInputError(ValueError):
+    """Ids or vectors handed to the index have the wrong type, shape or values."""
+
+
+class DuplicateIdError(IndexInputError):
+    """An id is already in the index, or appears twice in one call."""
+
+
+class IndexLoadError(Exception):
+    """A saved index cannot be used as it is; the caller rebuilds it from the database."""
+
+    def __init__(self, directory: Path | str, problem: str):
+        self.directory = Path(directory)
+        self.problem = problem
+        super().__init__(f"saved face index in {self.directory}: {problem}; "
+                         "it will be rebuilt from the database")
+
+
+class IndexMissing(IndexLoadError):
+    """No manifest or no index file: nothing was saved yet, or it was deleted."""
+
+
+class IndexCorrupt(IndexLoadError):
+    """The files exist but do not hold what the manifest says (or the manifest is unreadable)."""
+
+
+class IndexStale(IndexLoadError):
+    """A sound index, but for another model, generation or file format."""
+
+
+# --- manifest -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What ``manifest.json`` says about the index file beside it."""
+
+    format_version: int
+    model_id: str
+    dim: int
+    count: int
+    generation: int
+    sha256: str
+    created_at: str
+    faiss_version: str
+
+
+def _manifest_types() -> dict[str, type]:
+    return get_type_hints(Manifest)
+
+
+def read_manifest(directory: Path) -> Manifest:
+    """The manifest in ``directory``; :class:`IndexMissing` or :class:`IndexCorrupt` if unusable."""
+    path = Path(directory) / MANIFEST_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise IndexMissing(directory, f"no {MANIFEST_FILE}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IndexCorrupt(directory, f"cannot read {MANIFEST_FILE} ({exc})") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise IndexCorrupt(directory, f"{MANIFEST_FILE} is not valid JSON ({exc})") from exc
+    return _manifest_from_json(directory, data)
+
+
+def _manifest_from_json(directory: Path, data: Any) -> Manifest:
+    """Check every field's presence and type; keys this version does not know are ignored."""
+    if not isinstance(data, dict):
+        raise IndexCorrupt(directory, f"{MANIFEST_FILE} is not a JSON object")
+    values = {}
+    for name, kind in _manifest_types().items():
+        value = data.get(name)
+        # bool is an int to Python, but never a valid count or version here.
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise IndexCorrupt(directory, f"{MANIFEST_FILE} has no valid {name!r} (found {value!r})")
+        values[name] = value
+    return Manifest(**values)
+
+
+# --- the index ----------------------------------------------------------------------------------
+
+
+class FaceIndex:
+    """Encodings (float32, dim 128 by default) under int64 ids, searched exactly by L2 distance.
+
+    Ids are non-negative (-1 marks "no result" in search output) and unique. Vectors are stored as
+    given: normalising them is the encoder's job. All methods are safe to call from several threads;
+    they take turns on one lock, because FAISS must not be searched while it is being changed.
+    """
+
+    def __init__(self, dim: int = DEFAULT_DIM):
+        dim = operator.index(dim)
+        if dim < 1:
+            raise IndexInputError(f"dim must be at least 1, not {dim}")
+        self._dim = dim
+        self._index = faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
+        # FAISS keeps its id map out of Python's reach (and would silently accept duplicates), so a
+        # sorted copy of the ids answers membership: 8 bytes per id, lookups by binary search.
+        self._ids = np.empty(0, np.int64)
+        self._lock = threading.RLock()
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def __contains__(self, id: object) -> bool:
+        try:
+            key = operator.index(id)  # type: ignore[arg-type]
+        except TypeError:
+            return False
+        with self._lock:
+            return bool(self._present(np.array([key], np.int64))[0])
+
+    def __repr__(self) -> str:
+        return f"FaceIndex(dim={self._dim}, count={len(self)})"
+
+    def ids(self) -> np.ndarray:
+        """Every id in the index (int64, ascending)."""
+        with self._lock:
+            return self._ids.copy()
+
+    def add(self, ids, vectors) -> None:
+        """Add ``vectors`` (n, dim) under ``ids`` (n,); nothing is added if any id is taken."""
+        ids = _as_ids(ids)
+        vectors = _as_vectors(vectors, self._dim)
+        _check_pairs(ids, vectors)
+        _check_unique(ids)
+        with self._lock:
+            taken = ids[self._present(ids)]
+            if taken.size:
+                raise DuplicateIdError(f"{taken.size} id(s) already in the index, e.g. {_sample(taken)}")
+            self._index.add_with_ids(vectors, ids)
+            new = np.sort(ids)
+            self._ids = np.insert(self._ids, np.searchsorted(self._ids, new), new)
+
+    def remove(self, ids) -> int:
+        """Remove these ids; returns how many were present. Unknown ids are ignored."""
+        ids = np.unique(_as_ids(ids, allow_negative=True))
+        with self._lock:
+            found = ids[self._present(ids)]
+            if found.size:
+                removed = self._index.remove_ids(found)
+                if removed != found.size:  # the id copy and FAISS disagree: a bug, not bad input
+                    raise RuntimeError(f"FAISS removed {removed} of {found.size} ids it should hold")
+                self._ids = np.delete(self._ids, np.searchsorted(self._ids, found))
+            return int(found.size)
+
+    def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest stored vectors to each query, nearest first.
+
+        ``queries`` is (m, dim) or one (dim,) vector (answered as m = 1). Returns distances (m, k)
+        float32, true L2 (not squared), and ids (m, k) int64. Places beyond the number of stored
+        vectors hold distance +inf and id -1.
+        """
+        k = operator.index(k)
+        if k < 1:
+            raise IndexInputError(f"k must be at least 1, not {k}")
+        queries = _as_vectors(np.atleast_2d(queries) if np.ndim(queries) == 1 else queries, self._dim)
+        distances = np.full((len(queries), k), np.inf, np.float32)
+        labels = np.full((len(queries), k), -1, np.int64)
+        with self._lock:
+            found = min(k, len(self))
+            if found and len(queries):
+                _, nearest = self._index.search(queries, found)
+                distances[:, :found], labels[:, :found] = self._exact(queries, nearest)
+        return distances, labels
+
+    def save(self, directory: Path, *, generation: int, model_id: str) -> None:
+        """Write the index file and then its manifest into ``directory``, each atomically.
+
+        A crash in between leaves the new index file beside the old manifest, whose checksum no
+        longer matches: :meth:`load` reports that as corrupt rather than loading the wrong index.
+        """
+        generation = operator.index(generation)
+        if not isinstance(model_id, str) or not model_id:
+            raise ValueError("model_id must be a non-empty string")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        temporary: list[Path] = []
+        try:
+            index_tmp = _temporary_path(directory, INDEX_FILE, temporary)
+            with self._lock:  # a consistent snapshot; searches wait only for the write, not the fsync
+                count = len(self)
+                digest = _write_index(self._index, index_tmp)
+            manifest = Manifest(
+                format_version=FORMAT_VERSION, model_id=model_id, dim=self._dim, count=count,
+                generation=generation, sha256=digest,
+                created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                faiss_version=faiss.__version__)
+            manifest_tmp = _temporary_path(directory, MANIFEST_FILE, temporary)
+            _write_durably(manifest_tmp, (json.dumps(asdict(manifest), indent=2) + "\n").encode())
+            os.replace(index_tmp, directory / INDEX_FILE)
+            os.replace(manifest_tmp, directory / MANIFEST_FILE)
+            _fsync_directory(directory)
+        finally:
+            for path in temporary:
+                path.unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, directory: Path, *, model_id: str, generation: int | None = None) -> FaceIndex:
+        """The index saved in ``directory``, checked against its manifest and the caller's model.
+
+        Raises :class:`IndexMissing`, :class:`IndexCorrupt` or :class:`IndexStale` (all
+        :class:`IndexLoadError`), whose messages say what is wrong.
+        """
+        directory = Path(directory)
+        manifest = read_manifest(directory)
+        _check_current(directory, manifest, model_id, generation)
+        raw = _read_index(directory, manifest)
+        index = cls(manifest.dim)
+        index._index = raw
+        index._ids = _checked_ids(directory, raw)
+        return index
+
+    @classmethod
+    def build(cls, ids, vectors, dim: int = DEFAULT_DIM, chunk: int = 100_000,
+              progress: Callable[[int], object] | None = None) -> FaceIndex:
+        """A new index holding ``vectors`` under ``ids``, added ``chunk`` rows at a time.
+
+        ``progress(n)`` is called after each chunk with the number of vectors that chunk added (so
+        the calls sum to the total, and ``tqdm(...).update`` can be passed as is). ``vectors`` may
+        be any array-like, e.g. a memory map: only one chunk at a time is converted to float32.
+        """
+        chunk = operator.index(chunk)
+        if chunk < 1:
+            raise IndexInputError(f"chunk must be at least 1, not {chunk}")
+        ids = _as_ids(ids)
+        if np.ndim(vectors) != 2 or np.shape(vectors)[1] != dim:
+            raise IndexInputError(f"vectors must have shape (n, {dim}), not {np.shape(vectors)}")
+        if len(vectors) != len(ids):
+            raise IndexInputError(f"{len(ids)} ids for {len(vectors)} vectors")
+        _check_unique(ids)
+        index = cls(dim)
+        for start in range(0, len(ids), chunk):
+            stop = min(start + chunk, len(ids))
+            index._index.add_with_ids(_as_vectors(vectors[start:stop], dim), ids[start:stop])
+            if progress is not None:
+                progress(stop - start)
+        index._ids = np.sort(ids)
+        return index
+
+    # --- helpers on the held state (call with the lock held) ---
+
+    def _present(self, ids: np.ndarray) -> np.ndarray:
+        """Boolean mask: which of ``ids`` are in the index."""
+        if not self._ids.size:
+            return np.zeros(ids.shape, bool)
+        where = np.minimum(np.searchsorted(self._ids, ids), self._ids.size - 1)
+        return self._ids[where] == ids
+
+    def _exact(self, queries: np.ndarray, nearest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """True L2 distances to the ids FAISS found, re-sorted by them.
+
+        FAISS's squared distances come from ||x||^2 + ||y||^2 - 2<x, y> on its BLAS path (large
+        query batches), which loses about 1e-3 near zero after the square root. Recomputing the k
+        distances directly costs k vector reads per query and gives float32-exact answers.
+        """
+        distances = np.empty(nearest.shape, np.float32)
+        labels = nearest.copy()
+        valid = labels >= 0  # FAISS fills every place when k <= count; guard anyway
+        for start in range(0, len(queries), _REFINE_QUERIES):
+            rows = slice(start, start + _REFINE_QUERIES)
+            keys = np.where(valid[rows], labels[rows], self._ids[0])
+            stored = self._index.reconstruct_batch(keys.ravel()).reshape(*keys.shape, self._dim)
+            exact = np.linalg.norm(stored - queries[rows, None, :], axis=-1)
+            distances[rows] = np.where(valid[rows], exact, np.inf)
+        order = np.argsort(distances, axis=1, kind="stable")
+        return np.take_along_axis(distances, order, 1), np.take_along_axis(labels, order, 1)
+
+
+# --- input checks -------------------------------------------------------------------------------
+
+
+def _as_ids(ids, *, allow_negative: bool = False) -> np.ndarray:
+    """Ids as a 1-D int64 array; floats, strings and (unless allowed) negative ids are refused."""
+    array = np.asarray(ids)
+    if array.ndim != 1:
+        raise IndexInputError(f"ids must be 1-D, not shape {array.shape}")
+    if array.size == 0:
+        return np.empty(0, np.int64)
+    if array.dtype.kind not in "iu":
+        raise IndexInputError(f"ids must be integers, not {array.dtype}")
+    if array.dtype.kind == "u" and array.max() > np.iinfo(np.int64).max:
+        raise IndexInputError("ids must fit in int64")
+    array = array.astype(np.int64, copy=False)
+    if not allow_negative and array.min() < 0:
+        raise IndexInputError(f"ids must be non-negative (-1 means 'no result'), e.g. {_sample(array[array < 0])}")
+    return array
+
+
+def _as_vectors(vectors, dim: int) -> np.ndarray:
+    """Vectors as a C-contiguous (n, dim) float32 array of finite numbers."""
+    try:
+        array = np.ascontiguousarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise IndexInputError(f"vectors must be numbers ({exc})") from exc
+    if array.ndim != 2 or array.shape[1] != dim:
+        raise IndexInputError(f"vectors must have shape (n, {dim}), not {array.shape}")
+    if not np.isfinite(array).all():  # a NaN would sort arbitrarily and poison every search result
+        raise IndexInputError("vectors must be finite (found NaN or infinity)")
+    return array
+
+
+def _check_pairs(ids: np.ndarray, vectors: np.ndarray) -> None:
+    if len(ids) != len(vectors):
+        raise IndexInputError(f"{len(ids)} ids for {len(vectors)} vectors")
+
+
+def _check_unique(ids: np.ndarray) -> None:
+    values, counts = np.unique(ids, return_counts=True)
+    if values.size != ids.size:
+        raise DuplicateIdError(f"ids repeated within the call, e.g. {_sample(values[counts > 1])}")
+
+
+def _sample(ids: np.ndarray, limit: int = 5) -> str:
+    shown = ", ".join(str(int(i)) for i in ids[:limit])
+    return f"[{shown}{', ...' if ids.size > limit else ''}]"
+
+
+# --- persistence --------------------------------------------------------------------------------
+
+
+def _temporary_path(directory: Path, name: str, registry: list[Path]) -> Path:
+    """A fresh file beside ``name`` (same filesystem, so os.replace is atomic), remembered in registry."""
+    fd, path = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    os.close(fd)
+    registry.append(Path(path))
+    return Path(path)
+
+
+def _write_index(index: faiss.Index, path: Path) -> str:
+    """Serialise ``index`` to ``path``, fsync it, and return its sha256, in one pass over the bytes."""
+    digest = hashlib.sha256()
+    with open(path, "wb") as file:
+        def write(block: bytes) -> int:
+            digest.update(block)
+            return file.write(block)
+
+        faiss.write_index(index, faiss.PyCallbackIOWriter(write))
+        file.flush()
+        os.fsync(file.fileno())
+    return digest.hexdigest()
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with open(path, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the renames themselves durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _check_current(directory: Path, manifest: Manifest, model_id: str, generation: int | None) -> None:
+    """IndexStale unless the manifest is this format, this model and (if given) this generation."""
+    if manifest.format_version != FORMAT_VERSION:
+        raise IndexStale(directory, f"file format version {manifest.format_version}, "
+                                    f"this code reads version {FORMAT_VERSION}")
+    if manifest.model_id != model_id:
+        raise IndexStale(directory, f"built for model {manifest.model_id!r}, the current model is {model_id!r}")
+    if generation is not None and manifest.generation != generation:
+        raise IndexStale(directory, f"saved at generation {manifest.generation}, "
+                                    f"the database is at generation {generation}")
+
+
+def _read_index(directory: Path, manifest: Manifest) -> faiss.IndexIDMap2:
+    """The FAISS index file, checked against the manifest's checksum, dim and count."""
+    path = directory / INDEX_FILE
+    try:
+        file = open(path, "rb")
+    except FileNotFoundError:
+        raise IndexMissing(directory, f"{MANIFEST_FILE} is there but {INDEX_FILE} is not") from None
+    except OSError as exc:
+        raise IndexCorrupt(directory, f"cannot open {INDEX_FILE} ({exc})") from exc
+    with file:
+        # The checksum is verified before FAISS parses anything, so a damaged header cannot make it
+        # allocate nonsense; reading through the same open file means a concurrent save cannot swap
+        # the bytes between the check and the parse.
+        digest = _sha256_of(file)
+        if digest != manifest.sha256:
+            raise IndexCorrupt(directory, f"{INDEX_FILE} has sha256 {digest[:12]}..., the manifest "
+                                          f"says {manifest.sha256[:12]}... (changed or half-written)")
+        file.seek(0)
+        try:
+            raw = faiss.read_index(faiss.PyCallbackIOReader(file.read))
+        except RuntimeError as exc:
+            raise IndexCorrupt(directory, f"FAISS cannot read {INDEX_FILE} ({_first_line(exc)})") from exc
+    _check_structure(directory, manifest, raw)
+    return raw
+
+
+def _sha256_of(file: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    while block := file.read(_HASH_BLOCK):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_structure(directory: Path, manifest: Manifest, raw: faiss.Index) -> None:
+    """An IndexIDMap2 over a flat L2 index whose dim and count are the manifest's."""
+    if not isinstance(raw, faiss.IndexIDMap2):
+        raise IndexCorrupt(directory, f"{INDEX_FILE} holds a {type(raw).__name__}, not an IndexIDMap2")
+    inner = faiss.downcast_index(raw.index)
+    if not isinstance(inner, faiss.IndexFlat) or inner.metric_type != faiss.METRIC_L2:
+        raise IndexCorrupt(directory, f"{INDEX_FILE} wraps a {type(inner).__name__}, not a flat L2 index")
+    if raw.d != manifest.dim:
+        raise IndexCorrupt(directory, f"{INDEX_FILE} has dim {raw.d}, the manifest says {manifest.dim}")
+    if raw.ntotal != manifest.count:
+        raise IndexCorrupt(directory, f"{INDEX_FILE} holds {raw.ntotal} vectors, the manifest says {manifest.count}")
+
+
+def _checked_ids(directory: Path, raw: faiss.IndexIDMap2) -> np.ndarray:
+    """The sorted ids of a loaded index, which must be unique and non-negative as when saved."""
+    ids = np.sort(faiss.vector_to_array(raw.id_map).astype(np.int64, copy=False))
+    if ids.size != raw.ntotal:
+        raise IndexCorrupt(directory, f"{INDEX_FILE} has {ids.size} ids for {raw.ntotal} vectors")
+    if ids.size and (ids[0] < 0 or (ids[1:] == ids[:-1]).any()):
+        raise IndexCorrupt(directory, f"{INDEX_FILE} holds negative or repeated ids")
+    return ids
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

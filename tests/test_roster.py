@@ -1,0 +1,222 @@
+"""The persistent roster through the `facerec` command line, on real photos, a real SQLite file and a
+real FAISS index: import, identify, verify, remove, reindex, re-embed, and a SIGKILL mid-import."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select, update
+
+from index import FaceIndex
+from service.cli import EXIT_INPUT_ERROR, EXIT_MATCH, EXIT_NO_MATCH, main
+from service.config import load_config
+from service.store import Face, bump_generation, current_generation, make_engine, session_factory
+
+PEOPLE = ["ben_afflek", "elton_john", "jerry_seinfeld", "madonna", "mindy_kaling"]
+
+
+def cli(capsys, pipeline, home, *argv):
+    code = main([*argv, "--home", str(home)], pipeline=pipeline)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def db_state(home: Path, model_id: str):
+    """(face ids in the database for this model, the roster generation)."""
+    engine = make_engine(load_config(home=str(home)).database)
+    with session_factory(engine)() as session:
+        ids = set(session.scalars(select(Face.id).where(Face.model_id == model_id)))
+        generation = current_generation(session)
+    engine.dispose()
+    return ids, generation
+
+
+def assert_index_matches_database(home: Path, model_id: str):
+    ids, generation = db_state(home, model_id)
+    index = FaceIndex.load(home / "index", model_id=model_id, generation=generation)
+    assert set(index.ids().tolist()) == ids
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, pipeline, celebrity_dir):
+    """A roster with the 5-celebrity train photos imported through the CLI."""
+    home = tmp_path_factory.mktemp("roster-home")
+    code = main(["import", str(celebrity_dir / "train"), "--home", str(home), "--json", "--batch-size", "16"],
+                pipeline=pipeline)
+    assert code in (EXIT_MATCH, EXIT_NO_MATCH)  # 1: a few group photos are refused, by design
+    return home
+
+
+def val_photos(celebrity_dir, person):
+    return sorted((celebrity_dir / "val" / person).iterdir())
+
+
+def test_import_enrolls_everyone_and_is_idempotent(capsys, pipeline, home, celebrity_dir):
+    code, out, _ = cli(capsys, pipeline, home, "people", "list", "--json")
+    people = {p["id"]: p["faces"] for p in json.loads(out)["people"]}
+    assert sorted(people) == PEOPLE and all(n >= 10 for n in people.values())
+    before = db_state(home, pipeline.model_id)
+    code, out, _ = cli(capsys, pipeline, home, "import", str(celebrity_dir / "train"), "--json")
+    summary = json.loads(out.strip().splitlines()[-1])["summary"]
+    assert summary["enrolled"] == 0 and summary["skipped"] == sum(people.values())
+    assert db_state(home, pipeline.model_id) == before  # nothing written, generation unchanged
+    assert_index_matches_database(home, pipeline.model_id)
+
+
+def test_identify_every_val_photo(capsys, pipeline, home, celebrity_dir):
+    for person in PEOPLE:
+        for photo in val_photos(celebrity_dir, person):
+            code, out, _ = cli(capsys, pipeline, home, "identify", str(photo), "--json", "--top", "5")
+            face = json.loads(out)["faces"][0]
+            assert face["candidates"][0]["person"] == person, (photo.name, face)
+            assert face["match"] in (person, None)  # never someone else
+            assert code == (EXIT_MATCH if face["match"] else EXIT_NO_MATCH)
+            assert len({c["person"] for c in face["candidates"]}) == len(face["candidates"])
+
+
+def test_verify_true_and_false_claims(capsys, pipeline, home, celebrity_dir):
+    probe = str(val_photos(celebrity_dir, "jerry_seinfeld")[0])
+    code, out, _ = cli(capsys, pipeline, home, "verify", probe, "jerry_seinfeld", "--json")
+    assert code == EXIT_MATCH and json.loads(out)["match"] is True
+    code, out, _ = cli(capsys, pipeline, home, "verify", probe, "madonna", "--json")
+    assert code == EXIT_NO_MATCH and json.loads(out)["distance"] > 1.0
+    code, out, _ = cli(capsys, pipeline, home, "verify", probe, "nobody", "--json")
+    assert code == EXIT_INPUT_ERROR and json.loads(out)["error"]["code"] == "unknown_person"
+
+
+def test_enroll_reports_each_photo_and_refuses_cleanly(capsys, pipeline, tmp_path, celebrity_dir):
+    home = tmp_path / "home"
+    good = val_photos(celebrity_dir, "madonna")[:2]
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a photo")
+    code, out, _ = cli(capsys, pipeline, home, "enroll", "E042", *map(str, good), str(bad), "--name", "M.", "--json")
+    photos = json.loads(out)["photos"]
+    assert [p["status"] for p in photos] == ["enrolled", "enrolled", "refused"]
+    assert photos[2]["code"] == "not_an_image" and code == EXIT_NO_MATCH
+    code, out, _ = cli(capsys, pipeline, home, "enroll", "E042", str(good[0]), "--json")
+    assert json.loads(out)["photos"][0]["status"] == "skipped" and code == EXIT_MATCH
+    # A new person whose every photo is refused is not created.
+    code, out, _ = cli(capsys, pipeline, home, "enroll", "E043", str(bad), "--json")
+    assert code == EXIT_INPUT_ERROR
+    code, out, _ = cli(capsys, pipeline, home, "people", "list", "--json")
+    assert [p["id"] for p in json.loads(out)["people"]] == ["E042"]
+    assert not (home / "crops" / "2").exists()
+    assert_index_matches_database(home, pipeline.model_id)
+
+
+def test_remove_face_and_person(capsys, pipeline, tmp_path, celebrity_dir):
+    home = tmp_path / "home"
+    photos = sorted((celebrity_dir / "train" / "elton_john").iterdir())[:3]
+    cli(capsys, pipeline, home, "enroll", "elton", *map(str, photos))
+    cli(capsys, pipeline, home, "enroll", "ben", *map(str, sorted((celebrity_dir / "train" / "ben_afflek").iterdir())[:3]))
+    code, out, _ = cli(capsys, pipeline, home, "people", "show", "elton", "--json")
+    faces = json.loads(out)["faces"]
+    code, _, _ = cli(capsys, pipeline, home, "faces", "remove", str(faces[0]["id"]))
+    assert code == EXIT_MATCH
+    assert_index_matches_database(home, pipeline.model_id)
+    probe = str(val_photos(celebrity_dir, "elton_john")[0])
+    code, out, _ = cli(capsys, pipeline, home, "identify", probe, "--json")
+    assert json.loads(out)["faces"][0]["candidates"][0]["person"] == "elton"
+    code, _, _ = cli(capsys, pipeline, home, "people", "remove", "elton")
+    assert code == EXIT_MATCH and not any((home / "crops").glob("*/*"))  is False
+    code, out, _ = cli(capsys, pipeline, home, "identify", probe, "--json")
+    face = json.loads(out)["faces"][0]
+    assert code == EXIT_NO_MATCH and face["match"] is None
+    assert [c["person"] for c in face["candidates"]] == ["ben"]
+    code, out, _ = cli(capsys, pipeline, home, "people", "show", "elton", "--json")
+    assert code == EXIT_INPUT_ERROR and json.loads(out)["error"]["code"] == "unknown_person"
+    code, out, _ = cli(capsys, pipeline, home, "faces", "remove", "99999", "--json")
+    assert code == EXIT_INPUT_ERROR and json.loads(out)["error"]["code"] == "unknown_face"
+    assert_index_matches_database(home, pipeline.model_id)
+
+
+def test_missing_or_corrupt_index_is_rebuilt_from_the_database(capsys, pipeline, tmp_path, celebrity_dir, caplog):
+    home = tmp_path / "home"
+    cli(capsys, pipeline, home, "enroll", "mindy", *map(str, val_photos(celebrity_dir, "mindy_kaling")[:3]))
+    for victim in (home / "index").iterdir():
+        victim.write_bytes(b"garbage")
+    probe = str(val_photos(celebrity_dir, "mindy_kaling")[4])
+    with caplog.at_level("WARNING"):
+        code, out, _ = cli(capsys, pipeline, home, "identify", probe, "--json")
+    assert "rebuilding it from the database" in caplog.text
+    assert json.loads(out)["faces"][0]["candidates"][0]["person"] == "mindy"
+    assert_index_matches_database(home, pipeline.model_id)
+
+
+def test_reindex_reports_vectors(capsys, pipeline, home):
+    code, out, _ = cli(capsys, pipeline, home, "reindex", "--json")
+    report = json.loads(out)
+    ids, generation = db_state(home, pipeline.model_id)
+    assert code == EXIT_MATCH and report["vectors"] == len(ids) and report["generation"] == generation
+
+
+def test_reembed_after_a_model_change_is_resumable(capsys, pipeline, tmp_path, celebrity_dir):
+    from service.roster import Roster
+
+    home = tmp_path / "home"
+    photos = sorted((celebrity_dir / "train" / "madonna").iterdir())[:6]
+    cli(capsys, pipeline, home, "enroll", "madonna", *map(str, photos))
+    config = load_config(home=str(home))
+    engine = make_engine(config.database)
+    with session_factory(engine)() as session, session.begin():
+        original = {f.id: f.encoding for f in session.scalars(select(Face))}
+        session.execute(update(Face).values(model_id="older-model", encoding=b"\0" * 512))
+        bump_generation(session)  # as every writer does
+    engine.dispose()
+    roster = Roster(config, pipeline.model_id)
+    assert roster.count_stale_faces() == 6 and len(roster.index) == 0
+
+    calls = []
+
+    def failing_encode(crops):  # fault injection: the process dies on the second batch
+        calls.append(len(crops))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return pipeline.encoder.encode(crops)
+
+    with pytest.raises(KeyboardInterrupt):
+        roster.reembed(failing_encode, batch_size=2)
+    assert roster.count_stale_faces() == 4  # the first batch stayed done
+    done, missing = roster.reembed(pipeline.encoder.encode, batch_size=2)
+    assert (done, missing) == (4, []) and roster.count_stale_faces() == 0
+    with roster.Session() as session:
+        for face in session.scalars(select(Face)):
+            np.testing.assert_allclose(np.frombuffer(face.encoding, "<f4"), np.frombuffer(original[face.id], "<f4"),
+                                       atol=1e-4)  # the kept crops give back the same encodings
+    roster.close()
+    assert_index_matches_database(home, pipeline.model_id)
+
+
+def test_sigkill_during_import_loses_nothing_reported(tmp_path, celebrity_dir, pipeline, capsys):
+    home = tmp_path / "home"
+    command = [str(Path(sys.executable).parent / "facerec"), "import", str(celebrity_dir / "train"),
+               "--home", str(home), "--json", "--batch-size", "4"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    reported = []
+    for line in proc.stdout:
+        outcome = json.loads(line)
+        if outcome.get("status") == "enrolled":
+            reported.append(outcome["face_id"])
+        if len(reported) >= 10:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL and len(reported) >= 10
+
+    ids, _ = db_state(home, pipeline.model_id)
+    assert set(reported) <= ids  # everything reported as enrolled survived the kill
+    # The next start repairs the index, then the import finishes the rest.
+    code, out, _ = cli(capsys, pipeline, home, "import", str(celebrity_dir / "train"), "--json")
+    summary = json.loads(out.strip().splitlines()[-1])["summary"]
+    assert summary["skipped"] >= len(reported)
+    ids, _ = db_state(home, pipeline.model_id)
+    assert len(ids) == summary["enrolled"] + summary["skipped"]
+    assert_index_matches_database(home, pipeline.model_id)
