@@ -12,9 +12,12 @@ setup: $(STAMP) models
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
+# Editable in compat mode: the project folder goes on sys.path, so a package added later needs no
+# reinstall (the default mode freezes the list of packages at install time).
 $(STAMP): requirements.lock pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+		--config-settings editable_mode=compat -e .
 	touch $@
 
 models: $(STAMP)

@@ -1,0 +1,1 @@
+"""facerec: face verification and recognition on FaceNet (domain, pipeline and front ends)."""
