@@ -102,6 +102,26 @@ def _parser() -> argparse.ArgumentParser:
 
     cmd = command("demo", _cmd_demo, "the Happy House door story on its 18 photos")
     cmd.add_argument("--data", type=Path, help="Happy House folder (default: ../shared/data/happy_house)")
+
+    cmd = command("serve", _cmd_serve, "run the HTTP service (gunicorn) until stopped")
+    cmd.add_argument("--host", help="address to bind (default: server.host in the config)")
+    cmd.add_argument("--port", type=int, help="port (default: server.port)")
+    cmd.add_argument("--workers", type=int, help="worker processes, each with its model (default: server.workers)")
+
+    cmd = command("keys", _cmd_keys, "API keys: `init` writes an admin and a client key if none is configured")
+    cmd.add_argument("action", choices=["init"])
+
+    inputs_help = "folders of people (one sub-folder per person, merged by name) or one pairs file (CSV or LFW pairs.txt)"
+    cmd = command("evaluate", _cmd_evaluate, "measure verification and identification accuracy on labelled photos")
+    cmd.add_argument("inputs", nargs="+", type=Path, help=inputs_help)
+    cmd.add_argument("--strangers", type=float, default=0.2, help="share of people held out as strangers (default 0.2)")
+    cmd.add_argument("--seed", type=int, default=0, help="seed choosing the strangers (default 0)")
+    cmd.add_argument("--figures", type=Path, help="folder for the PNG figures (default: <home>/reports)")
+
+    cmd = command("calibrate", _cmd_calibrate, "the threshold that meets a target false-accept rate")
+    cmd.add_argument("inputs", nargs="+", type=Path, help=inputs_help)
+    cmd.add_argument("--far", type=float, default=1e-3, help="target false-accept rate (default 1e-3)")
+    cmd.add_argument("--write", action="store_true", help="store the threshold in the config file (keeps a .bak)")
     return parser
 
 
@@ -375,6 +395,47 @@ def _cmd_demo(args, session: _Session) -> int:
     from service.demo import run_happy_house
 
     return run_happy_house(session, args.data, as_json=args.json)
+
+
+def _cmd_evaluate(args, session: _Session) -> int:
+    from service.evaluation import format_report, run_evaluate
+
+    report = run_evaluate(args.inputs, session.config, lambda: session.pipeline, session.model_id,
+                          strangers=args.strangers, seed=args.seed, figures=args.figures)
+    _say(args, report, format_report(report))
+    return EXIT_MATCH
+
+
+def _cmd_calibrate(args, session: _Session) -> int:
+    from service.evaluation import format_calibration, run_calibrate
+
+    result = run_calibrate(args.inputs, session.config, lambda: session.pipeline, session.model_id,
+                           target=args.far, write=args.write)
+    text = format_calibration(result)
+    if args.write:
+        text += f"\nwrote threshold {result['threshold']:.4f} to {result['written']} (previous file kept as {result['backup']})"
+    _say(args, result, text)
+    return EXIT_MATCH
+
+
+# ---- HTTP service --------------------------------------------------------------------------------
+
+def _cmd_serve(args, session: _Session) -> int:
+    from service.http.server import serve
+
+    return serve(session.config, host=args.host, port=args.port, workers=args.workers)
+
+
+def _cmd_keys(args, session: _Session) -> int:
+    from service.http.server import init_keys
+
+    path = init_keys(session.config)
+    if path is None:
+        _say(args, {"created": None}, "API keys already configured (or auth disabled): nothing to do")
+    else:
+        _say(args, {"created": str(path)}, f"created {path} (mode 0600) with one admin and one client key; "
+                                           "send one in the X-API-Key header")
+    return EXIT_MATCH
 
 
 # ---- output --------------------------------------------------------------------------------------

@@ -76,3 +76,9 @@ class DuplicatePhoto(FacerecError):
     """The same photo (by sha256) is already enrolled for this person."""
 
     code = "duplicate"
+
+
+class EvaluationInputError(FacerecError):
+    """An evaluation or calibration input (folder, pairs file, option) cannot be used."""
+
+    code = "bad_input"
