@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WEIGHTS := models/facenet_keras.h5
 
-.PHONY: setup models test demo bench clean-venv
+.PHONY: setup models test demo bench serve clean-venv
 
 setup: $(STAMP) models
 
@@ -25,6 +25,13 @@ models: $(STAMP)
 
 test: setup
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest $(PYTEST_ARGS)
+
+# The HTTP service on server.host:server.port (127.0.0.1:8000) with the roster under FACEREC_HOME.
+# `keys init` writes <home>/api-keys.yaml (an admin and a client key, mode 0600) only when no key is
+# configured; `serve` applies migrations and runs gunicorn.
+serve: setup
+	$(VENV)/bin/facerec keys init
+	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/facerec serve
 
 demo: setup
 	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/facerec demo

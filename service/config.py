@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -18,6 +18,9 @@ from service.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "FACEREC_"
+API_KEYS_ENV = f"{ENV_PREFIX}API_KEYS"  # "role:key,role:key": a list, so not a generic YAML override
+API_ROLES = ("admin", "client")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,23 @@ class DetectionConfig:
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 2
+    threads: int = 4
+    max_upload_mb: float = 10.0
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    mode: str = "keys"  # "keys" or "disabled" (loopback only)
+    # "role:key" entries from the config, the keys file and FACEREC_API_KEYS; never printed.
+    keys: tuple[str, ...] = field(default=(), repr=False)
+    keys_file: Path | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     home: Path
     threshold: float
@@ -48,6 +68,8 @@ class Config:
     detection: DetectionConfig
     max_pixels: int
     source: Path | None = None
+    server: ServerConfig = ServerConfig()
+    auth: AuthConfig = AuthConfig()
 
     @property
     def database(self) -> str:
@@ -90,11 +112,12 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None, 
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     env = os.environ if env is None else env
     for key, value in env.items():
-        if key.startswith(ENV_PREFIX) and key != f"{ENV_PREFIX}CONFIG":
+        if key.startswith(ENV_PREFIX) and key not in (f"{ENV_PREFIX}CONFIG", API_KEYS_ENV):
             _set(raw, key[len(ENV_PREFIX):].lower(), yaml.safe_load(value))
     for key, value in overrides.items():
         _set(raw, key, value)
-    return _build(raw, base=path.resolve().parent, source=path)
+    env_keys = [k.strip() for k in env.get(API_KEYS_ENV, "").split(",") if k.strip()]
+    return _build(raw, base=path.resolve().parent, source=path, env_keys=env_keys)
 
 
 def _set(tree: dict, dotted: str, value: Any) -> None:
@@ -106,12 +129,13 @@ def _set(tree: dict, dotted: str, value: Any) -> None:
     tree[leaf] = value
 
 
-def _build(raw: dict, base: Path, source: Path) -> Config:
+def _build(raw: dict, base: Path, source: Path, env_keys: list[str] | None = None) -> Config:
     raw = copy.deepcopy(raw)
     try:
         model, det, index = raw.pop("model"), raw.pop("detection"), raw.pop("index")
+        home = _path(raw.pop("home"), base)
         config = Config(
-            home=_path(raw.pop("home"), base),
+            home=home,
             threshold=float(raw.pop("threshold")),
             database_url=str(raw.pop("database_url") or ""),
             index_k=int(index.pop("k")),
@@ -131,6 +155,8 @@ def _build(raw: dict, base: Path, source: Path) -> Config:
             ),
             max_pixels=int(raw.pop("image").pop("max_pixels")),
             source=source,
+            server=_server(raw.pop("server", None) or {}),
+            auth=_auth(raw.pop("auth", None) or {}, home, base, env_keys or []),
         )
     except KeyError as exc:
         raise ConfigError(f"{source}: missing setting {exc}") from None
@@ -151,6 +177,48 @@ def _validate(config: Config, source: Path) -> None:
         raise ConfigError(f"{source}: threshold must be in (0, 2]: encodings are unit vectors, 2 apart at most")
     if config.model.batch_size < 1 or config.max_pixels < 1 or config.index_k < 1:
         raise ConfigError(f"{source}: model.batch_size, image.max_pixels and index.k must be positive")
+    server = config.server
+    if server.workers < 1 or server.threads < 1 or server.max_upload_mb <= 0 or not 0 <= server.port < 65536:
+        raise ConfigError(f"{source}: server.workers, server.threads, server.max_upload_mb and server.port "
+                          "must be positive")
+    if config.auth.mode not in ("keys", "disabled"):
+        raise ConfigError(f"{source}: auth.mode must be 'keys' or 'disabled'")
+    for entry in config.auth.keys:
+        role, _, key = entry.partition(":")
+        if role not in API_ROLES or not key:
+            # The entry itself is a secret: name its position's role only.
+            raise ConfigError(f"{source}: API keys are 'role:key' with role one of {API_ROLES}; "
+                              f"got an entry with role {role[:16]!r}")
+
+
+def _server(raw: dict) -> ServerConfig:
+    defaults = ServerConfig()
+    server = ServerConfig(
+        host=str(raw.pop("host", defaults.host)),
+        port=int(raw.pop("port", defaults.port)),
+        workers=int(raw.pop("workers", defaults.workers)),
+        threads=int(raw.pop("threads", defaults.threads)),
+        max_upload_mb=float(raw.pop("max_upload_mb", defaults.max_upload_mb)),
+    )
+    if raw:
+        raise ValueError(f"unknown settings {[f'server.{k}' for k in raw]}")
+    return server
+
+
+def _auth(raw: dict, home: Path, base: Path, env_keys: list[str]) -> AuthConfig:
+    """Keys from the config, then the keys file (``facerec keys init`` writes it), then the environment."""
+    keys_file = _path(raw.pop("keys_file"), base) if raw.get("keys_file") else home / "api-keys.yaml"
+    raw.pop("keys_file", None)
+    keys = [str(k) for k in raw.pop("keys", None) or []]
+    if keys_file.is_file():
+        try:
+            keys += [str(k) for k in (yaml.safe_load(keys_file.read_text()) or {}).get("keys") or []]
+        except (yaml.YAMLError, AttributeError) as exc:
+            raise ConfigError(f"keys file {keys_file} is not a YAML mapping with a 'keys' list: {exc}") from None
+    auth = AuthConfig(mode=str(raw.pop("mode", "keys")), keys=tuple(keys + env_keys), keys_file=keys_file)
+    if raw:
+        raise ValueError(f"unknown settings {[f'auth.{k}' for k in raw]}")
+    return auth
 
 
 def _path(value: Any, base: Path) -> Path:

@@ -85,9 +85,12 @@ class _Pending:
 class Roster:
     """People, their faces and the index over them, for one data home and one encoding model."""
 
-    def __init__(self, config: Config, model_id: str):
+    def __init__(self, config: Config, model_id: str, persist_index: bool = True):
+        """``persist_index=False``: keep the index in memory only (server workers, which catch up from
+        the database instead of racing each other to save the same file)."""
         self.config = config
         self.model_id = model_id
+        self.persist_index = persist_index
         self.engine = make_engine(config.database)
         upgrade_database(self.engine)
         self.Session = session_factory(self.engine)
@@ -122,7 +125,8 @@ class Roster:
             total = self._count_faces(session)
             ids, vectors = self._read_encodings(session, total, chunk, progress)
         index = FaceIndex.build(ids, vectors)
-        index.save(self.config.index_dir, generation=generation, model_id=self.model_id)
+        if self.persist_index:
+            index.save(self.config.index_dir, generation=generation, model_id=self.model_id)
         self.index, self.generation = index, generation
         self._warn_about_other_models()
         return index, generation
@@ -153,13 +157,45 @@ class Roster:
                         "run `facerec reindex --reembed`", others)
 
     def sync(self) -> bool:
-        """Catch up with writes made by other processes; True if the index was rebuilt."""
+        """Catch up with writes made by other processes; True if the index changed.
+
+        Cheap when nothing moved (one SELECT of the generation). Otherwise the index is brought to
+        the database's set of faces for this model by difference: missing faces are read and added,
+        extra ones removed. Not thread-safe against this roster's own writes: callers serialise them.
+        """
         with self.Session() as session:
             generation = current_generation(session)
         if generation == self.generation:
             return False
-        self.rebuild_index()
+        self._catch_up()
         return True
+
+    def _catch_up(self) -> None:
+        # The generation is read before the ids (same reasoning as rebuild_index): a write landing
+        # in between leaves self.generation behind, so the next sync looks again.
+        with self.Session() as session, session.begin():
+            generation = current_generation(session)
+            in_db = np.fromiter(session.scalars(select(Face.id).where(Face.model_id == self.model_id)), np.int64)
+            held = self.index.ids()
+            missing = np.setdiff1d(in_db, held)
+            vectors = self._encodings_by_id(session, missing)
+        extra = np.setdiff1d(held, in_db)
+        if extra.size:
+            self.index.remove(extra)
+        if missing.size:
+            self.index.add(missing, vectors)
+        self.generation = generation
+        if self.persist_index:
+            self.save_index()
+
+    def _encodings_by_id(self, session, face_ids: np.ndarray, chunk: int = 500) -> np.ndarray:
+        """The encodings of ``face_ids`` (ascending), read ``chunk`` ids per query."""
+        found: dict[int, np.ndarray] = {}
+        for start in range(0, len(face_ids), chunk):
+            part = [int(i) for i in face_ids[start:start + chunk]]
+            for face_id, blob in session.execute(select(Face.id, Face.encoding).where(Face.id.in_(part))):
+                found[face_id] = encoding_from_bytes(blob)
+        return np.stack([found[int(i)] for i in face_ids]) if len(face_ids) else np.empty((0, 128), np.float32)
 
     def _follow(self, generation: int, add=None, remove=None, save: bool = True) -> None:
         """Apply a committed change to the in-memory index, then persist it with its generation."""
@@ -175,6 +211,8 @@ class Roster:
             self.save_index()
 
     def save_index(self) -> None:
+        if not self.persist_index:  # in-memory only: the database is the source of truth
+            return
         self.index.save(self.config.index_dir, generation=self.generation, model_id=self.model_id)
         self._last_save = time.monotonic()
 

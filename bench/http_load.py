@@ -1,0 +1,240 @@
+"""Load test of the HTTP service on loopback: requests/s and latency p50/p99 for identify and verify.
+
+For each roster size it starts `facerec serve` on a fresh data home and a free loopback port, fills
+the roster with synthetic encodings (random unit vectors written straight into the database, spread
+over people of 10 faces each) plus the real 5-celebrity train photos enrolled through the API, then
+runs 1, 4 and 16 concurrent clients against /v1/identify and /v1/verify for a fixed time each.
+
+    .venv/bin/python bench/http_load.py --faces 1000 100000 --clients 1 4 16 --seconds 10
+
+Loopback only; every run is bounded by --seconds per cell plus server start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import io
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+CELEBRITIES = PROJECT_ROOT / "models" / "data" / "5-celebrity"
+PROBE_PERSON = "mindy_kaling"
+FACES_PER_SYNTHETIC_PERSON = 10
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--faces", type=int, nargs="+", default=[1000], help="synthetic faces per roster")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each (endpoint, clients) cell")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    probe = sorted((CELEBRITIES / "val" / PROBE_PERSON).iterdir())[1]
+    print(f"probe photo: {probe.name[:40]}... ({_size(probe)}), {os.cpu_count()} cores, "
+          f"{args.workers} workers, {args.seconds:.0f} s per cell")
+    print("| roster faces | endpoint | clients | requests/s | p50 ms | p99 ms | errors |")
+    print("|-------------:|----------|--------:|-----------:|-------:|-------:|-------:|")
+    for faces in args.faces:
+        with tempfile.TemporaryDirectory(prefix="facerec-bench-") as home:
+            with Server(Path(home), args.workers, faces) as server:
+                total = faces + server.enroll_celebrities()
+                for endpoint in ("identify", "verify"):
+                    for clients in args.clients:
+                        row = run_cell(server, endpoint, probe.read_bytes(), clients, args.seconds)
+                        print(f"| {total:>12,} | {endpoint:<8} | {clients:>7} | {row['rps']:>10.1f} | "
+                              f"{row['p50']:>6.0f} | {row['p99']:>6.0f} | {row['errors']:>6} |", flush=True)
+    return 0
+
+
+class Server:
+    """`facerec serve` on a fresh home, with ``faces`` synthetic faces written to its database first."""
+
+    def __init__(self, home: Path, workers: int, faces: int = 0):
+        self.home, self.workers = home, workers
+        self.admin, self.client = uuid.uuid4().hex, uuid.uuid4().hex
+        self.port = _free_port()
+        self.faces = faces
+
+    def __enter__(self) -> "Server":
+        env = {**os.environ, "FACEREC_API_KEYS": f"admin:{self.admin},client:{self.client}",
+               "FACEREC_SERVER__WORKERS": str(self.workers), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        if self.faces:  # before the start, so every worker builds its index from them
+            add_synthetic_faces(self.home, self.faces)
+        self.log = open(self.home / "server.log", "wb")
+        facerec = Path(sys.executable).parent / "facerec"
+        self.process = subprocess.Popen([str(facerec), "serve", "--home", str(self.home), "--port", str(self.port)],
+                                        env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
+        self._wait_ready()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+    def _wait_ready(self, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"server exited:\n{(self.home / 'server.log').read_text()[-2000:]}")
+            try:
+                if request(self.port, "GET", "/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise SystemExit("server not ready in time")
+
+    def enroll_celebrities(self) -> int:
+        """The real celebrities' train photos, through the API; returns the faces accepted."""
+        accepted = 0
+        for person_dir in sorted((CELEBRITIES / "train").iterdir()):
+            request(self.port, "POST", "/v1/people", self.admin, *_json({"id": person_dir.name}))
+            photos = sorted(person_dir.iterdir())
+            for start in range(0, len(photos), 6):
+                files = [("photo", p.name, p.read_bytes()) for p in photos[start:start + 6]]
+                status, body = request(self.port, "POST", f"/v1/people/{person_dir.name}/faces", self.admin,
+                                       *_multipart(files, {}))
+                accepted += json.loads(body)["accepted"]
+        return accepted
+
+
+def add_synthetic_faces(home: Path, faces: int, seed: int = 0) -> None:
+    """Random unit encodings under this configuration's model id, straight into the database."""
+    from sqlalchemy import insert
+
+    from service.config import load_config
+    from service.model_id import configured_model_id
+    from service.store import Face, Person, bump_generation, make_engine, session_factory, upgrade_database
+
+    config = load_config(home=str(home))
+    model_id = configured_model_id(config)
+    engine = make_engine(config.database)
+    upgrade_database(engine)
+    rng = np.random.default_rng(seed)
+    people = -(-faces // FACES_PER_SYNTHETIC_PERSON)
+    with session_factory(engine)() as session, session.begin():
+        session.execute(insert(Person), [{"external_id": f"synthetic-{i:07d}", "active": True} for i in range(people)])
+        first = session.query(Person.id).filter(Person.external_id == "synthetic-0000000").scalar()
+        for start in range(0, faces, 10_000):
+            vectors = rng.standard_normal((min(10_000, faces - start), 128)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            rows = [{"person_id": first + (start + i) // FACES_PER_SYNTHETIC_PERSON, "encoding": v.tobytes(),
+                     "model_id": model_id, "photo_sha256": hashlib.sha256(v.tobytes()).hexdigest(),
+                     "box_x": 0.0, "box_y": 0.0, "box_w": 160.0, "box_h": 160.0, "score": None}
+                    for i, v in enumerate(vectors)]
+            session.execute(insert(Face), rows)
+        bump_generation(session)
+    engine.dispose()
+
+
+def run_cell(server: Server, endpoint: str, photo: bytes, clients: int, seconds: float) -> dict:
+    """``clients`` threads, each on its own keep-alive connection, for ``seconds``."""
+    fields = {"person": PROBE_PERSON} if endpoint == "verify" else {"top_k": "3"}
+    body, content_type = _multipart([("photo", "probe.jpg", photo)], fields)
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        mine, failed = [], 0
+        while time.monotonic() < stop_at:
+            started = time.perf_counter()
+            try:
+                conn.request("POST", f"/v1/{endpoint}", body=body,
+                             headers={"X-API-Key": server.client, "Content-Type": content_type})
+                response = conn.getresponse()
+                response.read()
+                ok = response.status == 200
+            except OSError:
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+                ok = False
+            if ok:
+                mine.append(time.perf_counter() - started)
+            else:
+                failed += 1
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+            errors[0] += failed
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    ms = sorted(x * 1000 for x in latencies) or [float("nan")]
+    return {"rps": len(latencies) / elapsed, "p50": statistics.median(ms),
+            "p99": ms[min(len(ms) - 1, int(round(0.99 * (len(ms) - 1))))], "errors": errors[0]}
+
+
+def request(port: int, method: str, path: str, key: str | None = None, body: bytes | None = None,
+            content_type: str | None = None) -> tuple[int, bytes]:
+    headers = {"X-API-Key": key} if key else {}
+    if content_type:
+        headers["Content-Type"] = content_type
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def _json(payload: dict) -> tuple[bytes, str]:
+    return json.dumps(payload).encode(), "application/json"
+
+
+def _multipart(files: list[tuple[str, str, bytes]], fields: dict) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    out = io.BytesIO()
+    for name, value in fields.items():
+        out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for field, filename, data in files:
+        out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+                  "Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+    out.write(f"--{boundary}--\r\n".encode())
+    return out.getvalue(), f"multipart/form-data; boundary={boundary}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _size(path: Path) -> str:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return f"{image.width}x{image.height}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""JSON errors: every failure is ``{"error": {"code": ..., "message": ...}}`` with its HTTP status.
+
+An unexpected exception is logged with the request id and answered 500 as JSON: no traceback ever
+reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g, jsonify
+from werkzeug.exceptions import HTTPException
+
+from service.errors import FacerecError
+
+log = logging.getLogger(__name__)
+
+# Domain error codes -> HTTP status. "error" is the roster's invalid-input code (e.g. a bad person id).
+STATUS_BY_CODE = {
+    "unknown_person": 404, "unknown_face": 404, "person_exists": 409,
+    "not_an_image": 415, "too_large": 413,
+    "empty": 422, "truncated": 422, "unreadable": 422, "not_found": 422,
+    "no_face": 422, "multiple_faces": 422,
+    "error": 400, "model_error": 503, "config_error": 500,
+}
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
+
+
+class ApiError(Exception):
+    """An error the API answers as is (bad parameters, missing key, ...)."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(status: int, code: str, message: str):
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    return response
+
+
+def install_error_handlers(app: Flask) -> None:
+    """Map every exception to the JSON error shape."""
+
+    @app.errorhandler(ApiError)
+    def _api(exc: ApiError):
+        return error_response(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(FacerecError)
+    def _domain(exc: FacerecError):
+        code = "bad_request" if exc.code == "error" else exc.code
+        return error_response(STATUS_BY_CODE.get(exc.code, 400), code, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        status = exc.code or 500
+        if status == 413:
+            limit = app.config.get("MAX_CONTENT_LENGTH")
+            message = f"request body over the {limit // 2**20 if limit else '?'} MB limit"
+        else:
+            message = exc.description or exc.name
+        return error_response(status, HTTP_CODES.get(status, exc.name.lower().replace(" ", "_")), message)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        request_id = g.get("request_id", "-")
+        log.exception("unexpected error, request id %s", request_id)
+        return error_response(500, "internal", f"unexpected error; request id {request_id}")

@@ -1,0 +1,97 @@
+"""Production serving through gunicorn, and API key set-up.
+
+The master process never imports TensorFlow: each worker builds the app (and loads the model and
+index) after the fork, because TensorFlow does not survive being forked once initialised.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import replace
+from pathlib import Path
+
+import yaml
+from gunicorn.app.base import BaseApplication
+
+from service.config import Config
+from service.http.auth import check_startable
+
+log = logging.getLogger(__name__)
+# A worker loads TensorFlow, FaceNet and MTCNN before it answers: allow for a slow, busy machine.
+WORKER_START_TIMEOUT = 180
+
+
+class FacerecServer(BaseApplication):
+    """gunicorn with its options from our config instead of its command line."""
+
+    def __init__(self, config: Config, options: dict):
+        self.config = config
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        # Runs in each worker after the fork (preload_app is off).
+        from service.http.app import create_app
+
+        return create_app(self.config)
+
+
+def gunicorn_options(config: Config) -> dict:
+    server = config.server
+    return {
+        "bind": f"[{server.host}]:{server.port}" if ":" in server.host else f"{server.host}:{server.port}",
+        "workers": server.workers,
+        "threads": server.threads,
+        "worker_class": "gthread",
+        "preload_app": False,
+        "timeout": WORKER_START_TIMEOUT,
+        "graceful_timeout": 20,
+        "errorlog": "-",
+        "loglevel": "info",
+        "accesslog": None,  # request counts and latencies are in /metrics; keys are never logged anyway
+        "proc_name": "facerec",
+        # gunicorn 27's control socket is one per user by default: two servers would fight over it.
+        "control_socket_disable": True,
+    }
+
+
+def serve(config: Config, host: str | None = None, port: int | None = None, workers: int | None = None) -> int:
+    """Apply migrations, check the auth setup, then run gunicorn until it is stopped."""
+    from service.store import make_engine, upgrade_database
+
+    server = replace(config.server, **{k: v for k, v in (("host", host), ("port", port), ("workers", workers))
+                                       if v is not None})
+    config = replace(config, server=server)
+    check_startable(config.auth, server.host)
+    engine = make_engine(config.database)  # once here, so the workers do not race to migrate
+    try:
+        upgrade_database(engine)
+    finally:
+        engine.dispose()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    FacerecServer(config, gunicorn_options(config)).run()
+    return 0
+
+
+def init_keys(config: Config) -> Path | None:
+    """Create the keys file with one admin and one client key when no key is configured.
+
+    Returns the file written, or None when keys (or ``auth: disabled``) are already configured.
+    """
+    if config.auth.keys or config.auth.mode == "disabled":
+        return None
+    path = config.auth.keys_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = {"keys": [f"admin:{secrets.token_urlsafe(32)}", f"client:{secrets.token_urlsafe(32)}"]}
+    # O_EXCL: never overwrite keys someone else just wrote; 0600: the file holds secrets.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("# facerec API keys (role:key). Send one in the X-API-Key header.\n")
+        yaml.safe_dump(keys, out)
+    return path
