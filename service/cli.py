@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
 
     cmd = command("faces", _cmd_faces, "remove one enrolled face by its id")
     cmd.add_argument("action", choices=["remove"])
-    cmd.add_argument("face_id", type=int)
+    cmd.add_argument("face_id", type=_face_id)
 
     cmd = command("reindex", _cmd_reindex, "rebuild the search index from the database")
     cmd.add_argument("--reembed", action="store_true",
@@ -123,6 +123,14 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--far", type=float, default=1e-3, help="target false-accept rate (default 1e-3)")
     cmd.add_argument("--write", action="store_true", help="store the threshold in the config file (keeps a .bak)")
     return parser
+
+
+def _face_id(text: str) -> int:
+    """A face id as the database can hold it (argparse turns the ValueError into a usage error)."""
+    value = int(text)
+    if not 0 < value < 2**63:
+        raise ValueError(text)
+    return value
 
 
 def _config(args) -> Config:
@@ -193,10 +201,14 @@ def _cmd_import(args, session: _Session) -> int:
     from tqdm import tqdm
 
     from service.folders import photos_by_person
-    from service.roster import Photo
+    from service.roster import Photo, valid_person_id
 
     people = photos_by_person(args.folder)
+    invalid = [pid for pid in people if not valid_person_id(pid)]
+    if invalid:  # before anything is written
+        raise FacerecError(f"folder names that cannot be person ids (1 to 128 characters, no slashes): {invalid[:5]}")
     roster, pipeline = session.roster, session.pipeline
+    existing = roster.person_ids()
     persons = {pid: roster.ensure_person(pid) for pid in people}
     work = [(persons[pid], Photo.from_path(p)) for pid, paths in people.items() for p in paths]
     started, counts, refused = time.monotonic(), {"enrolled": 0, "skipped": 0, "refused": 0}, []
@@ -207,7 +219,7 @@ def _cmd_import(args, session: _Session) -> int:
                 refused.append(outcome)
             _print_outcome(args, outcome)  # printed only once committed: what it says is durable
             bar.update(1)
-    dropped = roster.drop_if_faceless(persons.values())
+    dropped = roster.drop_if_faceless(p for pid, p in persons.items() if pid not in existing)
     elapsed = time.monotonic() - started
     summary = {**counts, "people": len(people) - dropped, "photos": len(work), "seconds": round(elapsed, 1)}
     if args.json:

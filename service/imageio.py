@@ -141,12 +141,11 @@ def _open_lazily(source: Source, name: str) -> Iterator[Image.Image]:
 def _identify(stream: io.BufferedIOBase, name: str) -> Iterator[Image.Image]:
     """Run Image.open on an open stream, mapping Pillow's refusals to our errors."""
     try:
-        # Pillow warns between MAX_IMAGE_PIXELS and twice that and raises above; treating the
-        # warning as an error means such a photo is refused, never half-accepted with a log line.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(stream)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow raises above twice its MAX_IMAGE_PIXELS and only warns below; _check_pixel_count,
+        # right after this, refuses those too. (Turning the warning into an error would change
+        # process-wide warning filters, which is not thread-safe in a threaded server.)
+        image = Image.open(stream)
+    except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"{name} is too large to decode safely: {exc}") from None
     except UnidentifiedImageError:
         raise NotAnImage(f"{name} is not an image in a format we can read") from None
@@ -159,8 +158,9 @@ def _identify(stream: io.BufferedIOBase, name: str) -> Iterator[Image.Image]:
 
 
 def _check_pixel_count(size: tuple[int, int], max_pixels: int, name: str) -> None:
-    """Refuse images whose declared size exceeds the pixel budget."""
+    """Refuse images whose declared size exceeds the pixel budget (ours, and Pillow's own bomb limit)."""
     width, height = size
+    max_pixels = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
     if width * height > max_pixels:
         raise ImageTooLarge(
             f"{name} is {width}x{height} = {width * height:,} pixels, "

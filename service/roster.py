@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -236,13 +237,16 @@ class Roster:
     def ensure_person(self, external_id: str, name: str | None = None) -> Person:
         """The person with this id, created if new; a given name updates the stored one."""
         external_id = _valid_person_id(external_id)
-        with self.Session() as session, session.begin():
-            person = self._find_person(session, external_id)
-            if person is None:
-                person = Person(external_id=external_id, name=name, active=True)
-                session.add(person)
-            elif name is not None and name != person.name:
-                person.name = name
+        try:
+            with self.Session() as session, session.begin():
+                person = self._find_person(session, external_id)
+                if person is None:
+                    person = Person(external_id=external_id, name=name, active=True)
+                    session.add(person)
+                elif name is not None and name != person.name:
+                    person.name = name
+        except IntegrityError:  # created by another process since we looked: take theirs
+            return self.get_person(external_id)
         return person
 
     def get_person(self, external_id: str) -> Person:
@@ -255,6 +259,10 @@ class Roster:
             query = (select(Person, func.count(Face.id)).outerjoin(Face).group_by(Person.id)
                      .order_by(Person.external_id).offset(offset).limit(limit))
             return [(person, count) for person, count in session.execute(query)]
+
+    def person_ids(self) -> set[str]:
+        with self.Session() as session:
+            return set(session.scalars(select(Person.external_id)))
 
     def count_people(self) -> int:
         with self.Session() as session:
@@ -302,19 +310,22 @@ class Roster:
     # ---- enrollment -----------------------------------------------------------------------------
 
     def enroll(self, pipeline: Pipeline, external_id: str, photos: Sequence[Photo],
-               name: str | None = None) -> list[Outcome]:
-        """Enroll several photos of one person (created if new); one outcome per photo, in order.
+               name: str | None = None, create: bool = True) -> list[Outcome]:
+        """Enroll several photos of one person; one outcome per photo, in order.
 
-        A person created here is removed again when none of the photos could be enrolled, so a
-        refused request leaves nothing behind.
+        With ``create``, a new person is created, and removed again when none of the photos could be
+        enrolled, so a refused request leaves nothing behind. Without it, UnknownPerson if absent.
         """
         with self.Session() as session:
             is_new = self._find_person(session, _valid_person_id(external_id)) is None
-        person = self.ensure_person(external_id, name)
-        outcomes = list(self.enroll_batches(pipeline, [(person, p) for p in photos], batch_size=len(photos) or 1))
-        if is_new:
-            self.drop_if_faceless([person])
-        return outcomes
+        if is_new and not create:
+            raise UnknownPerson(f"{external_id!r} is not enrolled")
+        person = self.ensure_person(external_id, name) if create else self.get_person(external_id)
+        try:
+            return list(self.enroll_batches(pipeline, [(person, p) for p in photos], batch_size=len(photos) or 1))
+        finally:  # also when enrollment fails outright: a refused request leaves no person behind
+            if is_new:
+                self.drop_if_faceless([person])
 
     def drop_if_faceless(self, people: Iterable[Person]) -> int:
         """Delete those of ``people`` who have no face (no index change, so no generation bump)."""
@@ -364,7 +375,9 @@ class Roster:
         encoded = pipeline.encode([c.face for _, c in candidates])
         face_ids = self._commit_faces([c for _, c in candidates], encoded, pipeline.model_id, save)
         for (position, c), face_id in zip(candidates, face_ids):
-            outcomes[position] = Outcome(c.person, c.photo, "enrolled", face_id=face_id)
+            outcomes[position] = (Outcome(c.person, c.photo, "enrolled", face_id=face_id) if face_id is not None else
+                                  Outcome(c.person, c.photo, "skipped", code=DuplicatePhoto.code,
+                                          message=f"{c.photo} is already enrolled for {c.person!r}"))
         return [outcomes[i] for i in range(len(batch))]
 
     def _candidate(self, pipeline: Pipeline, person: Person, photo: Photo, known: set) -> _Pending:
@@ -376,24 +389,41 @@ class Roster:
         return _Pending(person.id, person.external_id, photo.label, sha, face)
 
     def _commit_faces(self, candidates: list[_Pending], encoded: list[FoundFace], model_id: str,
-                      save: bool) -> list[int]:
+                      save: bool) -> list[int | None]:
+        """Commit the faces (one transaction) and have the index follow; ids in order.
+
+        Another process may enroll the same photo between our duplicate check and this commit: the
+        unique constraint then refuses the batch, and it is retried a face at a time, the taken
+        photos coming back as None (already enrolled).
+        """
         if model_id != self.model_id:
             raise FacerecError(f"pipeline model {model_id} differs from the roster's {self.model_id}")
         if not candidates:
             return []
-        written: list[Path] = []
+        try:
+            return self._commit_batch(candidates, encoded, save)
+        except IntegrityError:
+            if len(candidates) == 1:
+                return [None]
+            return [i for c, f in zip(candidates, encoded) for i in self._commit_faces([c], [f], model_id, save)]
+
+    def _commit_batch(self, candidates: list[_Pending], encoded: list[FoundFace], save: bool) -> list[int]:
+        # Crops are written under temporary names and renamed once the rows are committed, so a
+        # rolled-back batch never deletes (or overwrites) a crop that a committed row points to.
+        pending: list[tuple[Path, Path]] = []
         try:
             with self.Session() as session, session.begin():
                 rows = [self._face_row(c, f) for c, f in zip(candidates, encoded)]
                 session.add_all(rows)
                 session.flush()  # assigns ids
-                for row, found in zip(rows, encoded):
-                    written.append(self._keep_crop(row, found))
+                pending = [self._write_crop(row, found) for row, found in zip(rows, encoded)]
                 generation = bump_generation(session)
         except BaseException:
-            for path in written:  # the rows are gone with the rollback: so are their crops
-                path.unlink(missing_ok=True)
+            for partial, _ in pending:
+                partial.unlink(missing_ok=True)
             raise
+        for partial, final in pending:
+            os.replace(partial, final)
         ids = np.array([row.id for row in rows], np.int64)
         self._follow(generation, add=(ids, np.stack([f.encoding for f in encoded])), save=save)
         return ids.tolist()
@@ -404,11 +434,12 @@ class Roster:
                     photo_sha256=candidate.sha256, box_x=x, box_y=y, box_w=w, box_h=h, score=found.confidence,
                     crop_path=f"crops/{candidate.person_id}/{candidate.sha256}.png")
 
-    def _keep_crop(self, row: Face, found: FoundFace) -> Path:
-        path = self.config.home / row.crop_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        found.crop.save(path)
-        return path
+    def _write_crop(self, row: Face, found: FoundFace) -> tuple[Path, Path]:
+        final = self.config.home / row.crop_path
+        final.parent.mkdir(parents=True, exist_ok=True)
+        partial = final.with_name(f".{final.name}.{os.getpid()}.partial")
+        found.crop.save(partial, format="PNG")
+        return partial, final
 
     # ---- model change -----------------------------------------------------------------------------
 
@@ -423,7 +454,8 @@ class Roster:
 
         Resumable by construction: each batch commits its new encodings with the model id, so an
         interrupted run leaves finished faces done and the next run picks up the rest. Returns the
-        number re-encoded and the ids of faces whose crop is missing (left untouched).
+        number re-encoded and the ids of faces whose crop is missing (left untouched). The caller
+        rebuilds the index afterwards (``facerec reindex --reembed`` does).
         """
         done, missing, after = 0, [], 0
         while True:
@@ -442,7 +474,6 @@ class Roster:
             done += len(usable)
             if progress:
                 progress(len(rows))
-        self.rebuild_index()
         return done, missing
 
     def _store_encodings(self, face_ids: list[int], vectors: np.ndarray) -> None:
@@ -468,15 +499,21 @@ class Roster:
 
     def nearest_people(self, encoding: np.ndarray, top: int) -> list[Candidate]:
         """The k nearest faces, grouped by active person, each person scored by their nearest face."""
-        distances, ids = self.index.search(np.asarray(encoding, np.float32), self.config.index_k)
-        found = [(float(d), int(i)) for d, i in zip(distances[0], ids[0]) if i >= 0]
-        owners = self._owners([i for _, i in found])
-        best: dict[str, float] = {}
-        for distance, face_id in found:  # nearest first, so a person's first face is their best
-            person = owners.get(face_id)
-            if person is not None and person not in best:
-                best[person] = distance
-        return [Candidate(p, d) for p, d in best.items()][:top]
+        k = self.config.index_k
+        while True:
+            distances, ids = self.index.search(np.asarray(encoding, np.float32), k)
+            found = [(float(d), int(i)) for d, i in zip(distances[0], ids[0]) if i >= 0]
+            owners = self._owners([i for _, i in found])
+            best: dict[str, float] = {}
+            for distance, face_id in found:  # nearest first, so a person's first face is their best
+                person = owners.get(face_id)
+                if person is not None and person not in best:
+                    best[person] = distance
+            # Faces of inactive people are skipped, not removed from the index: when they crowd the
+            # k places, look further rather than miss an active person.
+            if len(owners) == len(found) or len(best) >= top or k >= len(self.index):
+                return [Candidate(p, d) for p, d in best.items()][:top]
+            k *= 4
 
     def _owners(self, face_ids: list[int]) -> dict[int, str]:
         if not face_ids:
@@ -494,8 +531,13 @@ def _open_crop(path: Path):
         return crop.convert("RGB")
 
 
-def _valid_person_id(external_id: str) -> str:
+def valid_person_id(external_id: str) -> bool:
+    """1 to 128 characters, no slashes or NUL: ids also name folders and URLs."""
     external_id = (external_id or "").strip()
-    if not external_id or len(external_id) > 128 or any(c in external_id for c in "/\\\0"):
+    return 0 < len(external_id) <= 128 and not any(c in external_id for c in "/\\\0")
+
+
+def _valid_person_id(external_id: str) -> str:
+    if not valid_person_id(external_id):
         raise FacerecError(f"invalid person id {external_id!r}: 1 to 128 characters, no slashes")
-    return external_id
+    return external_id.strip()

@@ -103,6 +103,9 @@ class Person(TimestampMixin, Base):
     """Someone who can be recognised; ``external_id`` is the caller's stable id for them."""
 
     __tablename__ = "people"
+    # Ids are never reused (SQLite would reuse the highest after a delete): face ids live on in worker
+    # indexes and crop folders are named by person id, so a reused id could speak for someone else.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     external_id: Mapped[str] = mapped_column(String(128), unique=True)
@@ -124,7 +127,7 @@ class Face(TimestampMixin, Base):
     """One enrolled face: its encoding under one model, and where it came from."""
 
     __tablename__ = "faces"
-    __table_args__ = (UniqueConstraint("person_id", "photo_sha256"),)
+    __table_args__ = (UniqueConstraint("person_id", "photo_sha256"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)

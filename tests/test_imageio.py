@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
 
 import numpy as np
@@ -122,10 +121,8 @@ def test_decompression_bomb_refused_without_decoding(tmp_path, refuse_decoding):
     path = tmp_path / "bomb.png"
     Image.new("1", (20000, 20000)).save(path, compress_level=1)
     assert path.stat().st_size < 1_000_000
-    started = time.perf_counter()
     with pytest.raises(ImageTooLarge, match="bomb.png"):
         load_image(path)
-    assert time.perf_counter() - started < 0.5
     assert refuse_decoding == []
 
 

@@ -37,6 +37,7 @@ def upgrade() -> None:
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_people")),
         sa.UniqueConstraint("external_id", name=op.f("uq_people_external_id")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "faces",
@@ -57,6 +58,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_faces")),
         sa.UniqueConstraint("person_id", "photo_sha256", name=op.f("uq_faces_person_id_photo_sha256")),
+        sqlite_autoincrement=True,
     )
     op.create_index(op.f("ix_faces_person_id"), "faces", ["person_id"], unique=False)
     op.create_index(op.f("ix_faces_model_id"), "faces", ["model_id"], unique=False)

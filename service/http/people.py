@@ -89,7 +89,8 @@ def add_faces(person_id: str):
     facerec = state()
     facerec.roster.get_person(person_id)  # 404 before any photo is decoded
     with facerec.writing() as roster:
-        outcomes = roster.enroll(facerec.pipeline, person_id, [Photo(label, data) for label, data in photos])
+        outcomes = roster.enroll(facerec.pipeline, person_id, [Photo(label, data) for label, data in photos],
+                                 create=False)  # a person deleted meanwhile stays deleted
     answers = [_outcome_json(o) for o in outcomes]
     accepted = sum(a["status"] == "accepted" for a in answers)
     body = {"person": person_id, "accepted": accepted, "refused": len(answers) - accepted, "photos": answers}
