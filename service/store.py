@@ -41,7 +41,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
-DATABASE_FILE = "facerec.db"
 ENCODING_SIZE = 128
 ENCODING_DTYPE = np.dtype("<f4")
 ENCODING_BYTES = ENCODING_SIZE * ENCODING_DTYPE.itemsize
@@ -160,11 +159,6 @@ class RosterState(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     generation: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-
-
-def default_database_url(home: Path) -> str:
-    """The default database: a SQLite file in the data home (absolute path)."""
-    return f"sqlite:///{(Path(home).expanduser().resolve() / DATABASE_FILE).as_posix()}"
 
 
 def make_engine(url: str) -> Engine:

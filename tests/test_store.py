@@ -23,7 +23,6 @@ from service.store import (
     alembic_config,
     bump_generation,
     current_generation,
-    default_database_url,
     encoding_from_bytes,
     encoding_to_bytes,
     make_engine,
@@ -35,10 +34,15 @@ SHA_A = "a" * 64
 SHA_B = "b" * 64
 
 
+def sqlite_url(home: Path) -> str:
+    """The URL Config.database gives for a data home with no database_url set."""
+    return f"sqlite:///{Path(home).resolve() / 'facerec.db'}"
+
+
 @pytest.fixture
 def engine(tmp_path: Path) -> Engine:
     """A migrated SQLite file in a temporary data home."""
-    engine = make_engine(default_database_url(tmp_path))
+    engine = make_engine(sqlite_url(tmp_path))
     upgrade_database(engine)
     yield engine
     engine.dispose()
@@ -96,7 +100,7 @@ def test_upgrade_is_idempotent_and_starts_at_generation_zero(engine: Engine, ses
 
 def test_upgrade_from_a_url_creates_the_folder(tmp_path: Path) -> None:
     home = tmp_path / "not" / "yet"
-    url = default_database_url(home)
+    url = sqlite_url(home)
     assert url == f"sqlite:///{(home / 'facerec.db').resolve().as_posix()}"
     upgrade_database(url)
     assert (home / "facerec.db").is_file()
