@@ -1,6 +1,6 @@
 """Alembic environment: run the roster migrations online or offline.
 
-Configured in code by ``service.store.alembic_config`` / ``upgrade_database`` (there is no
+Configured in code by ``service.roster.database.alembic_config`` / ``upgrade_database`` (there is no
 alembic.ini). Online, the connection handed over in ``config.attributes["connection"]`` is used
 when there is one; otherwise an engine is made from ``sqlalchemy.url``.
 """
@@ -13,7 +13,7 @@ from typing import Any, Iterator
 from alembic import context
 from sqlalchemy import Connection, TypeDecorator
 
-from service.store import Base, make_engine
+from service.roster.database import Base, make_engine
 
 config = context.config
 target_metadata = Base.metadata

@@ -36,7 +36,7 @@ def happy_house_dir(project_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def detector():
     """One MTCNN detector for the whole run: building it costs seconds."""
-    from service.detect import FaceDetector
+    from service.pipeline.detect import FaceDetector
 
     return FaceDetector()
 
@@ -52,7 +52,7 @@ def config(tmp_path_factory):
 @pytest.fixture(scope="session")
 def facenet(config):
     """The real pretrained FaceNet, loaded once per test run."""
-    from service.facenet import load_facenet
+    from service.pipeline.network import load_facenet
 
     if not config.model.weights.is_file():
         pytest.skip(f"FaceNet weights not found at {config.model.weights} (fetched by `make models`)")
@@ -62,8 +62,27 @@ def facenet(config):
 @pytest.fixture(scope="session")
 def pipeline(config, facenet, detector):
     """The default pipeline (MTCNN detection, alignment, configured normalisation) on the shared model."""
-    from service.encoder import Encoder
-    from service.pipeline import Pipeline
+    from service.pipeline.encoder import Encoder
+    from service.pipeline.pipeline import Pipeline
 
     return Pipeline(Encoder(facenet, config.model.normalization, config.model.batch_size,
                       config.model.flip), detector, config)
+
+
+@pytest.fixture
+def make_core(config, pipeline):
+    """Application cores on the shared pipeline, each with its own data home; closed after the test."""
+    from dataclasses import replace
+
+    from service.app import Facerec
+
+    made = []
+
+    def make(home=None, **changes):
+        core = Facerec(replace(config, **({"home": home} if home else {}), **changes), pipeline=pipeline)
+        made.append(core)
+        return core
+
+    yield make
+    for core in made:
+        core.close()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.align import (
+from service.pipeline.align import (
     align_face,
     alignment_matrix,
     apply_matrix,
@@ -18,8 +18,8 @@ from service.align import (
     similarity_transform,
     whole_image_face,
 )
-from service.detect import DetectedFace, scale_face
-from service.imageio import load_for_detection, load_image
+from service.pipeline.detect import DetectedFace, scale_face
+from service.pipeline.decode import load_for_detection, load_image
 
 PEOPLE = ("ben_afflek", "elton_john", "jerry_seinfeld", "madonna", "mindy_kaling")
 

@@ -18,7 +18,10 @@ from scipy.interpolate import interp1d
 from scipy.optimize import brentq
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from service import evaluation as ev_mod
+from service.evaluation.datasets import load_inputs
+from service.evaluation.encodings import Encoded, EncodingCache
+from service.evaluation.metrics import verification_report
+from service.evaluation.report import build_report, calibration_report, encode_dataset
 from service.cli import EXIT_INPUT_ERROR, EXIT_MATCH, main
 from service.config import load_config
 
@@ -53,9 +56,9 @@ def eval_config(config):
 def celeb(eval_config, pipeline, celebrity_dir):
     """5-celebrity train + val encoded once through a counting wrapper, into the session home's cache."""
     counter = CountingPipeline(pipeline)
-    data = ev_mod.load_inputs([celebrity_dir / "train", celebrity_dir / "val"])
-    ev = ev_mod.encode_dataset(data, eval_config, lambda: counter, pipeline.model_id, progress=False)
-    report = ev_mod.build_report(ev, eval_config, pipeline.model_id, strangers=0.2, seed=0)
+    data = load_inputs([celebrity_dir / "train", celebrity_dir / "val"])
+    ev = encode_dataset(data, eval_config, lambda: counter, pipeline.model_id, progress=False)
+    report = build_report(ev, eval_config, pipeline.model_id, strangers=0.2, seed=0)
     return ev, report, counter
 
 
@@ -91,7 +94,7 @@ def test_metrics_match_sklearn_on_synthetic_ties():
     rng = np.random.default_rng(3)
     d = np.round(np.concatenate([rng.normal(0.8, 0.2, 300), rng.normal(1.3, 0.15, 900)]), 2)  # many ties
     same = np.arange(1200) < 300
-    sklearn_checks(ev_mod.verification_report(d, same, THRESHOLD), d, same, THRESHOLD)
+    sklearn_checks(verification_report(d, same, THRESHOLD), d, same, THRESHOLD)
 
 
 def test_celebrity_verification_matches_sklearn(celeb):
@@ -142,8 +145,8 @@ def test_second_run_is_served_from_the_cache(celeb, eval_config, pipeline, celeb
     ev, report, counter = celeb
     assert counter.located == report["inputs"]["photos"]  # each photo detected once
     assert counter.encoded == report["inputs"]["usable"]
-    data = ev_mod.load_inputs([celebrity_dir / "train", celebrity_dir / "val"])
-    again = ev_mod.encode_dataset(data, eval_config, no_pipeline, pipeline.model_id, progress=False)
+    data = load_inputs([celebrity_dir / "train", celebrity_dir / "val"])
+    again = encode_dataset(data, eval_config, no_pipeline, pipeline.model_id, progress=False)
     np.testing.assert_array_equal(again.vectors, ev.vectors)
     assert again.refused == ev.refused
 
@@ -151,8 +154,8 @@ def test_second_run_is_served_from_the_cache(celeb, eval_config, pipeline, celeb
 def test_corrupt_cache_is_discarded_with_a_warning(tmp_path, capsys):
     path = tmp_path / "encodings.sqlite"
     path.write_bytes(b"this is not a database" * 100)
-    cache = ev_mod.EncodingCache(path)
-    cache.put({"abc": ev_mod.Encoded(np.ones(128, np.float32))}, "m")
+    cache = EncodingCache(path)
+    cache.put({"abc": Encoded(np.ones(128, np.float32))}, "m")
     assert cache.get(["abc"], "m")["abc"].encoding.shape == (128,)
     cache.close()
     assert "unreadable" in capsys.readouterr().err
@@ -163,13 +166,13 @@ def test_calibrated_threshold_meets_target_far(celeb):
     d, same = independent_pairs(ev)
     imp = d[~same]
     for target in (1e-2, 1e-3):
-        cal = ev_mod.calibration_report(ev, target, THRESHOLD)
+        cal = calibration_report(ev, target, THRESHOLD)
         t = cal["threshold"]
         assert np.mean(imp < t) <= target
         assert np.mean(imp < t + 1e-4) > target  # the largest such threshold at the printed precision
         assert cal["tar"] == pytest.approx(np.mean(d[same] < t)) and cal["impostor_pairs"] == len(imp)
         assert cal["reliable"] == (len(imp) >= 3 / target)
-    assert ev_mod.calibration_report(ev, 1e-4, THRESHOLD)["reliable"] is False  # 4994 < 30000 impostor pairs
+    assert calibration_report(ev, 1e-4, THRESHOLD)["reliable"] is False  # 4994 < 30000 impostor pairs
 
 
 def test_calibrate_write_updates_a_copy_of_the_config(tmp_path, project_root, eval_config, pipeline, celebrity_dir,
@@ -213,9 +216,9 @@ def test_happy_house_pairs_csv(tmp_path, happy_house_dir, eval_config, pipeline)
         rows.append(f"photos/{expected['residents'][check['claimed']]};{'yes' if same else 'no'};photos/{check['image']}")
     shutil.copytree(happy_house_dir, tmp_path / "photos")
     (tmp_path / "checks.csv").write_text("\n".join(rows) + "\n")
-    data = ev_mod.load_inputs([tmp_path / "checks.csv"])
-    ev = ev_mod.encode_dataset(data, eval_config, lambda: pipeline, pipeline.model_id, progress=False)
-    report = ev_mod.build_report(ev, eval_config, pipeline.model_id)
+    data = load_inputs([tmp_path / "checks.csv"])
+    ev = encode_dataset(data, eval_config, lambda: pipeline, pipeline.model_id, progress=False)
+    report = build_report(ev, eval_config, pipeline.model_id)
     assert report["identification"] is None and report["refused"] == []
     d = np.array([np.linalg.norm(ev.vectors[data.photos.index(tmp_path / r.split(";")[0])].astype(np.float64)
                                  - ev.vectors[data.photos.index(tmp_path / r.split(";")[2])]) for r in rows[1:]])
@@ -238,15 +241,15 @@ def test_lfw_pairs_txt_reuses_cached_encodings(tmp_path, celeb, eval_config, pip
             sources[(person, k)] = photo
     lines = ["1 4", "ben_afflek 1 2", "madonna 1\t3", "ben_afflek 1 madonna 2", "ben_afflek 3 madonna 1"]
     (tmp_path / "pairs.txt").write_text("\n".join(lines) + "\n")
-    data = ev_mod.load_inputs([tmp_path / "pairs.txt"])
+    data = load_inputs([tmp_path / "pairs.txt"])
     assert [s for _, _, s in data.pairs] == [True, True, False, False]
-    got = ev_mod.encode_dataset(data, eval_config, no_pipeline, pipeline.model_id, progress=False)  # same bytes
+    got = encode_dataset(data, eval_config, no_pipeline, pipeline.model_id, progress=False)  # same bytes
     vector = {ev.dataset.photos[n]: ev.vectors[m] for m, n in enumerate(ev.usable)}
     want = [np.linalg.norm(vector[sources[a]].astype(np.float64) - vector[sources[b]])
             for a, b in [(("ben_afflek", 1), ("ben_afflek", 2)), (("madonna", 1), ("madonna", 3)),
                          (("ben_afflek", 1), ("madonna", 2)), (("ben_afflek", 3), ("madonna", 1))]]
     np.testing.assert_allclose(got.distances, want)
-    report = ev_mod.build_report(got, eval_config, pipeline.model_id)
+    report = build_report(got, eval_config, pipeline.model_id)
     assert report["identification"]["probes"] == 6  # LFW names the people: 3 photos each of two
 
 
@@ -260,7 +263,7 @@ def test_bad_pairs_files_exit_2(tmp_path, capsys, pipeline, content, message):
     (tmp_path / "pairs.csv").write_text(content)
     code = main(["evaluate", str(tmp_path / "pairs.csv"), "--home", str(tmp_path), "--json"], pipeline=pipeline)
     error = json.loads(capsys.readouterr().out)["error"]
-    assert code == EXIT_INPUT_ERROR and error["code"] == "bad_input" and message in error["message"]
+    assert code == EXIT_INPUT_ERROR and error["code"] == "bad_request" and message in error["message"]
 
 
 def test_missing_folder_and_no_usable_pairs_exit_2(tmp_path, capsys, pipeline):

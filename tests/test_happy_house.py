@@ -8,11 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.align import whole_image_face
-from service.api import FaceRecognizer
-from service.encoder import Encoder
-from service.imageio import load_image
-from service.recognition import MemoryRoster, NOT_IN_DATABASE, identify, verify
+from service.app import Photo
+from service.app.recognition import RecognitionService
+from service.app.results import Candidate, FaceMatch
+from service.app.rules import accepts, person_distance, rank_people
+from service.pipeline.align import whole_image_face
+from service.pipeline.decode import load_image
+from service.pipeline.encoder import Encoder
+from service.roster.memory import MemoryRoster
+
+NOT_IN_DATABASE = None
 
 
 @pytest.fixture(scope="module")
@@ -39,32 +44,42 @@ def exercise_roster(expected, exercise_encode):
     return roster
 
 
+def who_is_it(encoding, roster, threshold) -> FaceMatch:
+    return FaceMatch((0, 0, 0, 0), None, tuple(rank_people(roster.nearest_faces(encoding, 50))), threshold)
+
+
 def test_door_decisions_and_distances_match_the_published_ones(expected, exercise_encode, exercise_roster):
     tolerance = expected["distance_tolerance"]
     for check in expected["verify"]:
-        result = verify(exercise_encode(check["image"]), check["claimed"], exercise_roster, expected["threshold"])
-        assert result.accepted == check["door_open"], check
-        assert result.distance == pytest.approx(check["distance"], abs=tolerance), check
+        distance = person_distance(exercise_encode(check["image"]), exercise_roster.encodings_of(check["claimed"]))
+        assert accepts(distance, expected["threshold"]) == check["door_open"], check
+        assert distance == pytest.approx(check["distance"], abs=tolerance), check
 
 
 def test_who_is_it_matches_the_published_answers(expected, exercise_encode, exercise_roster):
     for case in expected["who_is_it"]:
-        result = identify(exercise_encode(case["image"]), exercise_roster, expected["threshold"])
-        assert result.label == case["identity"]
-        assert result.distance == pytest.approx(case["distance"], abs=expected["distance_tolerance"])
-    assert identify(exercise_encode("younes.jpg"), exercise_roster).distance < 1e-5
+        answer = who_is_it(exercise_encode(case["image"]), exercise_roster, expected["threshold"])
+        assert answer.match == case["identity"]
+        assert answer.distance == pytest.approx(case["distance"], abs=expected["distance_tolerance"])
+    assert who_is_it(exercise_encode("younes.jpg"), exercise_roster, 0.7).distance < 1e-5
 
 
-def test_default_pipeline_keeps_every_published_decision(expected, pipeline, happy_house_dir):
-    """Detection + alignment + the project's normalisation: the decisions must not change."""
-    roster = MemoryRoster()
+def test_default_pipeline_keeps_every_published_decision(expected, make_core, happy_house_dir):
+    """Detection + alignment + the project's normalisation, through the application's own verify and
+    identify: the decisions must not change."""
+    core = make_core()
+    door = core.recognition
+    roster, refused = door.folder_gallery(happy_house_dir)  # residents and camera shots, each as a "person"
+    assert refused == []
+    residents = MemoryRoster()
     for person, photo in expected["residents"].items():
-        roster.add(person, [pipeline.single_face(happy_house_dir / photo).encoding])
-    door = FaceRecognizer(pipeline, roster, expected["threshold"])
+        residents.add(person, roster.encodings_of(photo.rsplit(".", 1)[0]))
     for check in expected["verify"]:
-        assert door.verify(happy_house_dir / check["image"], check["claimed"]).accepted == check["door_open"], check
+        result = door.verify(Photo.from_path(happy_house_dir / check["image"]), check["claimed"],
+                             expected["threshold"], gallery=residents)
+        assert result.match == check["door_open"], (check, result.distance)
     for image, truth in expected["camera_truth"].items():
-        answer = door.who_is_it(happy_house_dir / image)
-        assert answer.candidates[0].person == truth
-        assert answer.label == truth, (image, answer.distance)
-    assert door.who_is_it(happy_house_dir / "younes.jpg").distance < 1e-5
+        answer = door.identify(Photo.from_path(happy_house_dir / image), gallery=residents).faces[0]
+        assert answer.candidates[0] == Candidate(truth, answer.distance)
+        assert answer.match == truth, (image, answer.distance)
+    assert door.identify(Photo.from_path(happy_house_dir / "younes.jpg"), gallery=residents).faces[0].distance < 1e-5

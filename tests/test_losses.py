@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from service.losses import triplet_loss
+from service.training.losses import triplet_loss
 
 
 def test_hinge_applies_per_triplet_not_to_the_batch_sum():

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from sqlalchemy import select, update
 
-from index import FaceIndex
+from index import FaceIndex, read_manifest
 from service.cli import EXIT_INPUT_ERROR, EXIT_MATCH, EXIT_NO_MATCH, main
 from service.config import load_config
-from service.store import Face, bump_generation, current_generation, make_engine, session_factory
+from service.roster.roster import Roster
+from service.roster.database import FaceRow, bump_generation, current_generation, make_engine, session_factory
 
 PEOPLE = ["ben_afflek", "elton_john", "jerry_seinfeld", "madonna", "mindy_kaling"]
 
@@ -32,16 +33,24 @@ def db_state(home: Path, model_id: str):
     """(face ids in the database for this model, the roster generation)."""
     engine = make_engine(load_config(home=str(home)).database)
     with session_factory(engine)() as session:
-        ids = set(session.scalars(select(Face.id).where(Face.model_id == model_id)))
+        ids = set(session.scalars(select(FaceRow.id).where(FaceRow.model_id == model_id)))
         generation = current_generation(session)
     engine.dispose()
     return ids, generation
 
 
 def assert_index_matches_database(home: Path, model_id: str):
+    """The index a search uses holds exactly the database's faces; a saved one is never ahead of it."""
     ids, generation = db_state(home, model_id)
-    index = FaceIndex.load(home / "index", model_id=model_id, generation=generation)
-    assert set(index.ids().tolist()) == ids
+    saved, manifest = FaceIndex.load(home / "index", model_id=model_id), read_manifest(home / "index")
+    assert manifest.generation <= generation
+    if manifest.generation == generation:
+        assert set(saved.ids().tolist()) == ids
+    roster = Roster(load_config(home=str(home)), model_id)
+    try:
+        assert set(roster.index.index.ids().tolist()) == ids and roster.index.generation == generation
+    finally:
+        roster.close()
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +67,11 @@ def val_photos(celebrity_dir, person):
     return sorted((celebrity_dir / "val" / person).iterdir())
 
 
+def answer(out: str) -> dict:
+    """The one per-photo answer of a --json verify / identify run (a summary line follows it)."""
+    return json.loads(out.splitlines()[0])
+
+
 def test_import_enrolls_everyone_and_is_idempotent(capsys, pipeline, home, celebrity_dir):
     code, out, _ = cli(capsys, pipeline, home, "people", "list", "--json")
     people = {p["id"]: p["faces"] for p in json.loads(out)["people"]}
@@ -65,7 +79,11 @@ def test_import_enrolls_everyone_and_is_idempotent(capsys, pipeline, home, celeb
     before = db_state(home, pipeline.model_id)
     code, out, _ = cli(capsys, pipeline, home, "import", str(celebrity_dir / "train"), "--json")
     summary = json.loads(out.strip().splitlines()[-1])["summary"]
-    assert summary["enrolled"] == 0 and summary["skipped"] == sum(people.values())
+    assert summary["accepted"] == 0 and summary["duplicate"] == sum(people.values())
+    outcomes = [json.loads(line) for line in out.strip().splitlines()[:-1]]
+    duplicates = [o for o in outcomes if o["reason"] == "duplicate"]
+    assert len(duplicates) == sum(people.values()) and all(o["status"] == "refused" for o in outcomes)
+    assert all(isinstance(o["face_id"], int) for o in duplicates)  # which face the photo already is
     assert db_state(home, pipeline.model_id) == before  # nothing written, generation unchanged
     assert_index_matches_database(home, pipeline.model_id)
 
@@ -74,7 +92,7 @@ def test_identify_every_val_photo(capsys, pipeline, home, celebrity_dir):
     for person in PEOPLE:
         for photo in val_photos(celebrity_dir, person):
             code, out, _ = cli(capsys, pipeline, home, "identify", str(photo), "--json", "--top", "5")
-            face = json.loads(out)["faces"][0]
+            face = answer(out)["faces"][0]
             assert face["candidates"][0]["person"] == person, (photo.name, face)
             assert face["match"] in (person, None)  # never someone else
             assert code == (EXIT_MATCH if face["match"] else EXIT_NO_MATCH)
@@ -84,9 +102,9 @@ def test_identify_every_val_photo(capsys, pipeline, home, celebrity_dir):
 def test_verify_true_and_false_claims(capsys, pipeline, home, celebrity_dir):
     probe = str(val_photos(celebrity_dir, "jerry_seinfeld")[0])
     code, out, _ = cli(capsys, pipeline, home, "verify", probe, "jerry_seinfeld", "--json")
-    assert code == EXIT_MATCH and json.loads(out)["match"] is True
+    assert code == EXIT_MATCH and answer(out)["match"] is True
     code, out, _ = cli(capsys, pipeline, home, "verify", probe, "madonna", "--json")
-    assert code == EXIT_NO_MATCH and json.loads(out)["distance"] > 1.0
+    assert code == EXIT_NO_MATCH and answer(out)["distance"] > 1.0
     code, out, _ = cli(capsys, pipeline, home, "verify", probe, "nobody", "--json")
     assert code == EXIT_INPUT_ERROR and json.loads(out)["error"]["code"] == "unknown_person"
 
@@ -98,10 +116,12 @@ def test_enroll_reports_each_photo_and_refuses_cleanly(capsys, pipeline, tmp_pat
     bad.write_text("not a photo")
     code, out, _ = cli(capsys, pipeline, home, "enroll", "E042", *map(str, good), str(bad), "--name", "M.", "--json")
     photos = json.loads(out)["photos"]
-    assert [p["status"] for p in photos] == ["enrolled", "enrolled", "refused"]
-    assert photos[2]["code"] == "not_an_image" and code == EXIT_NO_MATCH
+    assert [p["status"] for p in photos] == ["accepted", "accepted", "refused"]
+    assert photos[2]["reason"] == "not_an_image" and code == EXIT_NO_MATCH
     code, out, _ = cli(capsys, pipeline, home, "enroll", "E042", str(good[0]), "--json")
-    assert json.loads(out)["photos"][0]["status"] == "skipped" and code == EXIT_MATCH
+    again = json.loads(out)["photos"][0]
+    assert (again["status"], again["reason"], again["face_id"]) == ("refused", "duplicate", photos[0]["face_id"])
+    assert code == EXIT_MATCH  # the photo is enrolled, as asked
     # A new person whose every photo is refused is not created.
     code, out, _ = cli(capsys, pipeline, home, "enroll", "E043", str(bad), "--json")
     assert code == EXIT_INPUT_ERROR
@@ -116,20 +136,23 @@ def test_remove_face_and_person(capsys, pipeline, tmp_path, celebrity_dir):
     photos = sorted((celebrity_dir / "train" / "elton_john").iterdir())[:3]
     cli(capsys, pipeline, home, "enroll", "elton", *map(str, photos))
     cli(capsys, pipeline, home, "enroll", "ben", *map(str, sorted((celebrity_dir / "train" / "ben_afflek").iterdir())[:3]))
-    code, out, _ = cli(capsys, pipeline, home, "people", "show", "elton", "--json")
+    code, out, _ = cli(capsys, pipeline, home, "faces", "list", "elton", "--json")
     faces = json.loads(out)["faces"]
-    code, _, _ = cli(capsys, pipeline, home, "faces", "remove", str(faces[0]["id"]))
+    code, out, _ = cli(capsys, pipeline, home, "faces", "remove", str(faces[0]["id"]), "--json")
     assert code == EXIT_MATCH
+    assert json.loads(out) == {"deleted": "face", "person": "elton", "face_id": faces[0]["id"], "faces_removed": 1}
     assert_index_matches_database(home, pipeline.model_id)
     probe = str(val_photos(celebrity_dir, "elton_john")[0])
     code, out, _ = cli(capsys, pipeline, home, "identify", probe, "--json")
-    assert json.loads(out)["faces"][0]["candidates"][0]["person"] == "elton"
+    assert answer(out)["faces"][0]["candidates"][0]["person"] == "elton"
     crop_dirs_before = {p.name for p in (home / "crops").iterdir()}
-    code, _, _ = cli(capsys, pipeline, home, "people", "remove", "elton")
+    code, out, _ = cli(capsys, pipeline, home, "people", "remove", "elton", "--json")
     assert code == EXIT_MATCH
+    assert json.loads(out) == {"deleted": "person", "person": "elton", "face_id": None,
+                               "faces_removed": len(faces) - 1}
     assert len(crop_dirs_before) == 2 and len({p.name for p in (home / "crops").iterdir()}) == 1  # elton's went
     code, out, _ = cli(capsys, pipeline, home, "identify", probe, "--json")
-    face = json.loads(out)["faces"][0]
+    face = answer(out)["faces"][0]
     assert code == EXIT_NO_MATCH and face["match"] is None
     assert [c["person"] for c in face["candidates"]] == ["ben"]
     code, out, _ = cli(capsys, pipeline, home, "people", "show", "elton", "--json")
@@ -148,7 +171,7 @@ def test_missing_or_corrupt_index_is_rebuilt_from_the_database(capsys, pipeline,
     with caplog.at_level("WARNING"):
         code, out, _ = cli(capsys, pipeline, home, "identify", probe, "--json")
     assert "rebuilding it from the database" in caplog.text
-    assert json.loads(out)["faces"][0]["candidates"][0]["person"] == "mindy"
+    assert answer(out)["faces"][0]["candidates"][0]["person"] == "mindy"
     assert_index_matches_database(home, pipeline.model_id)
 
 
@@ -159,41 +182,43 @@ def test_reindex_reports_vectors(capsys, pipeline, home):
     assert code == EXIT_MATCH and report["vectors"] == len(ids) and report["generation"] == generation
 
 
-def test_reembed_after_a_model_change_is_resumable(capsys, pipeline, tmp_path, celebrity_dir):
-    from service.roster import Roster
-
+def test_reembed_after_a_model_change_is_resumable(capsys, pipeline, tmp_path, celebrity_dir, make_core,
+                                                   monkeypatch):
     home = tmp_path / "home"
     photos = sorted((celebrity_dir / "train" / "madonna").iterdir())[:6]
     cli(capsys, pipeline, home, "enroll", "madonna", *map(str, photos))
     config = load_config(home=str(home))
     engine = make_engine(config.database)
     with session_factory(engine)() as session, session.begin():
-        original = {f.id: f.encoding for f in session.scalars(select(Face))}
-        session.execute(update(Face).values(model_id="older-model", encoding=b"\0" * 512))
+        original = {f.id: f.encoding for f in session.scalars(select(FaceRow))}
+        session.execute(update(FaceRow).values(model_id="older-model", encoding=b"\0" * 512))
         bump_generation(session)  # as every writer does
     engine.dispose()
-    roster = Roster(config, pipeline.model_id)
-    assert roster.count_stale_faces() == 6 and len(roster.index) == 0
+    core = make_core(home)
+    assert core.roster.count_stale_faces() == 6 and core.roster.searchable_faces() == 0
 
     calls = []
+    encode = pipeline.encoder.encode
 
     def failing_encode(crops):  # fault injection: the process dies on the second batch
         calls.append(len(crops))
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return pipeline.encoder.encode(crops)
+        return encode(crops)
 
+    monkeypatch.setattr(pipeline.encoder, "encode", failing_encode)
     with pytest.raises(KeyboardInterrupt):
-        roster.reembed(failing_encode, batch_size=2)
-    assert roster.count_stale_faces() == 4  # the first batch stayed done
-    done, missing = roster.reembed(pipeline.encoder.encode, batch_size=2)
-    assert (done, missing) == (4, []) and roster.count_stale_faces() == 0
-    roster.rebuild_index()  # as `facerec reindex --reembed` does after re-encoding
-    with roster.Session() as session:
-        for face in session.scalars(select(Face)):
+        core.upkeep.reindex(reembed=True, batch_size=2)
+    assert core.roster.count_stale_faces() == 4  # the first batch stayed done
+    monkeypatch.setattr(pipeline.encoder, "encode", encode)
+    report = core.upkeep.reindex(reembed=True, batch_size=2)
+    assert (report.reembedded, report.missing_crops, report.vectors) == (4, (), 6)
+    assert core.roster.count_stale_faces() == 0
+    with core.roster.sessions() as session:
+        for face in session.scalars(select(FaceRow)):
             np.testing.assert_allclose(np.frombuffer(face.encoding, "<f4"), np.frombuffer(original[face.id], "<f4"),
                                        atol=1e-4)  # the kept crops give back the same encodings
-    roster.close()
+    core.close()
     assert_index_matches_database(home, pipeline.model_id)
 
 
@@ -206,7 +231,7 @@ def test_sigkill_during_import_loses_nothing_reported(tmp_path, celebrity_dir, p
     reported = []
     for line in proc.stdout:
         outcome = json.loads(line)
-        if outcome.get("status") == "enrolled":
+        if outcome.get("status") == "accepted":
             reported.append(outcome["face_id"])
         if len(reported) >= 10:
             proc.send_signal(signal.SIGKILL)
@@ -219,7 +244,7 @@ def test_sigkill_during_import_loses_nothing_reported(tmp_path, celebrity_dir, p
     # The next start repairs the index, then the import finishes the rest.
     code, out, _ = cli(capsys, pipeline, home, "import", str(celebrity_dir / "train"), "--json")
     summary = json.loads(out.strip().splitlines()[-1])["summary"]
-    assert summary["skipped"] >= len(reported)
+    assert summary["duplicate"] >= len(reported)
     ids, _ = db_state(home, pipeline.model_id)
-    assert len(ids) == summary["enrolled"] + summary["skipped"]
+    assert len(ids) == summary["accepted"] + summary["duplicate"]
     assert_index_matches_database(home, pipeline.model_id)

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 import uuid
-from contextlib import contextmanager
-from typing import Iterator
 
 from flask import Flask, current_app, g, request
 
+from service.app import Facerec
 from service.config import Config
 from service.http.audit import AuditLog
 from service.http.auth import Authenticator
@@ -24,60 +22,37 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class State:
-    """What every request works with, one per worker: config, pipeline, roster and their bookkeeping."""
+    """What every request works with, one per worker: the application core and the HTTP bookkeeping."""
 
     def __init__(self, config: Config):
         self.config = config
         self.auth = Authenticator(config.auth)
         self.metrics = Metrics()
         self.audit = AuditLog(config.home / "audit.log")
-        self.pipeline = None
-        self.roster = None
-        # Serialises this worker's roster writes with its catch-ups: both change the in-memory index.
-        self.roster_lock = threading.RLock()
+        # In memory only: workers catch up from the database instead of racing to save one file.
+        self.core = Facerec(config, persist_index=False, announce=log.warning)
 
     def load(self) -> None:
-        """Load the networks and the roster (seconds); once per worker."""
+        """Load the networks and the roster's index (seconds); once per worker."""
         import faiss
-
-        from service.pipeline import build_pipeline
-        from service.roster import Roster
 
         # Single queries on a flat index: OpenMP threads cost more than they bring on a small box,
         # and the worker's request threads already run in parallel.
         faiss.omp_set_num_threads(1)
         started = time.monotonic()
-        self.pipeline = build_pipeline(self.config)
-        self.roster = Roster(self.config, self.pipeline.model_id, persist_index=False)
+        self.core.pipeline
+        status = self.core.upkeep.status()
         log.warning("worker ready in %.1f s: %d faces indexed, generation %d",
-                    time.monotonic() - started, len(self.roster.index), self.roster.generation)
+                    time.monotonic() - started, status.indexed, status.generation)
 
     @property
     def ready(self) -> bool:
-        return self.pipeline is not None and self.roster is not None
+        return self.core.model_loaded
 
-    def require_ready(self) -> None:
+    def require_ready(self) -> Facerec:
         if not self.ready:
             raise ApiError(503, "not_ready", "the model is not loaded")
-
-    def sync(self) -> None:
-        """See writes made by any worker: catch up when the database generation moved."""
-        self.require_ready()
-        from service.store import current_generation
-
-        with self.roster.Session() as session:
-            moved = current_generation(session) != self.roster.generation
-        if moved:
-            with self.roster_lock:
-                self.roster.sync()
-
-    @contextmanager
-    def writing(self) -> Iterator:
-        """The roster, for a write; its index follows the write under the worker's roster lock."""
-        self.require_ready()
-        with self.roster_lock:
-            self.roster.sync()  # start from the database's state, so the write's own follow-up applies
-            yield self.roster
+        return self.core
 
 
 def state() -> State:

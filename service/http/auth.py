@@ -70,14 +70,14 @@ class Authenticator:
         return found
 
     def require(self, *roles: str) -> None:
-        """Record the caller's key id in ``g.key_id``; 401 without a valid key, 403 for a wrong role."""
+        """Record the caller's key id and role in ``g``; 401 without a valid key, 403 for a wrong role."""
         if self.disabled:
-            g.key_id = ANONYMOUS
+            g.key_id, g.role = ANONYMOUS, "admin"
             return
         key = self.identify(request.headers.get(HEADER))
         if key is None:
-            g.key_id = None
+            g.key_id = g.role = None
             raise ApiError(401, "unauthorized", f"a valid API key is required in the {HEADER} header")
-        g.key_id = key.key_id
+        g.key_id, g.role = key.key_id, key.role
         if key.role not in roles:
             raise ApiError(403, "forbidden", f"this key's role ({key.role}) may not use this endpoint")

@@ -1,4 +1,8 @@
-"""Decisions (client or admin role): /v1/verify and /v1/identify. Each one is audited."""
+"""Decisions (client or admin role): /v1/verify and /v1/identify. Each one is audited.
+
+A request may ask for its own ``threshold``: any with an admin key, only a stricter one with a
+client key (403 otherwise). Every answer says which threshold decided.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,13 @@ from contextlib import contextmanager
 
 from flask import Blueprint, g
 
-from service.errors import FacerecError, NoFace
+from service.app.inputs import MAX_PERSON_ID
+from service.errors import FacerecError
 from service.http.app import state
 from service.http.errors import ApiError
-from service.http.uploads import bool_parameter, int_parameter, one_photo, parameter
+from service.http.uploads import bool_parameter, int_parameter, number_parameter, one_photo, parameter
 
 bp = Blueprint("decisions", __name__, url_prefix="/v1")
-MAX_TOP_K = 50
 
 
 @bp.before_request
@@ -23,48 +27,30 @@ def _client_or_admin():
 
 @bp.post("/verify")
 def verify_claim():
-    from service.recognition import verify
-
-    person = (parameter("person") or "").strip()
+    person = parameter("person")
     if not person:
         raise ApiError(400, "bad_request", "'person' (the claimed person's id) is required")
+    threshold = number_parameter("threshold")
     photo = one_photo()
-    facerec = state()
+    core = state().require_ready()
     with _audited("verify", person):
-        facerec.require_ready()  # no index catch-up: verify reads the person's encodings from the database
-        encoding = facerec.pipeline.single_face(photo).encoding
-        result = verify(encoding, person, facerec.roster, facerec.config.threshold)
-    outcome = "accepted" if result.accepted else "rejected"
-    _decided("verify", outcome, person=person, distance=result.distance)
-    return {"person": person, "distance": round(result.distance, 6), "threshold": result.threshold,
-            "match": result.accepted}
+        result = core.recognition.verify(photo, person, threshold, may_loosen=g.role == "admin")
+    _decided("verify", "accepted" if result.match else "rejected", person=result.person, distance=result.distance)
+    return result.to_json()
 
 
 @bp.post("/identify")
 def identify_photo():
-    from service.recognition import identify
-
-    top_k = int_parameter("top_k", 3, 1, MAX_TOP_K)
+    top_k = int_parameter("top_k", 3)
     all_faces = bool_parameter("all_faces")
+    threshold = number_parameter("threshold")
     photo = one_photo()
-    facerec = state()
+    core = state().require_ready()
     with _audited("identify", None):
-        facerec.sync()
-        located = facerec.pipeline.locate(photo)
-        if not located:
-            raise NoFace("no face found in the photo")
-        faces = facerec.pipeline.encode(located if all_faces else located[:1])
-        answers = [(face, identify(face.encoding, facerec.roster, facerec.config.threshold, top_k))
-                   for face in faces]
-    report = []
-    for face, result in answers:
-        distance = result.distance if result.candidates else None
-        _decided("identify", "match" if result.person else "no_match", person=result.person, distance=distance)
-        report.append({"box": [int(round(v)) for v in face.box], "match": result.person,
-                       "distance": None if distance is None else round(distance, 6),
-                       "candidates": [{"person": c.person, "distance": round(c.distance, 6)}
-                                      for c in result.candidates]})
-    return {"faces": report, "faces_found": len(located), "threshold": facerec.config.threshold}
+        result = core.recognition.identify(photo, top_k, all_faces, threshold, may_loosen=g.role == "admin")
+    for face in result.faces:
+        _decided("identify", "match" if face.match else "no_match", person=face.match, distance=face.distance)
+    return result.to_json()
 
 
 @contextmanager
@@ -81,5 +67,5 @@ def _decided(endpoint: str, outcome: str, person: str | None, distance: float | 
     facerec = state()
     facerec.metrics.count_decision(endpoint, outcome)
     facerec.audit.record(endpoint=endpoint, request_id=g.get("request_id"), key_id=g.get("key_id"),
-                         outcome=outcome, person=person,
+                         outcome=outcome, person=None if person is None else person[:MAX_PERSON_ID],
                          distance=None if distance is None else round(distance, 6), code=code)

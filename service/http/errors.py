@@ -11,20 +11,23 @@ import logging
 from flask import Flask, g, jsonify
 from werkzeug.exceptions import HTTPException
 
+from service.app.results import error_json
 from service.errors import FacerecError
 
 log = logging.getLogger(__name__)
 
-# Domain error codes -> HTTP status. "error" is the roster's invalid-input code (e.g. a bad person id).
+# The application's error codes (service.errors) -> HTTP status.
 STATUS_BY_CODE = {
-    "unknown_person": 404, "unknown_face": 404, "person_exists": 409,
+    "bad_request": 400, "forbidden": 403, "unknown_person": 404, "unknown_face": 404, "person_exists": 409,
     "not_an_image": 415, "too_large": 413,
     "empty": 422, "truncated": 422, "unreadable": 422, "not_found": 422,
-    "no_face": 422, "multiple_faces": 422,
-    "error": 400, "model_error": 503, "config_error": 500,
+    "no_face": 422, "multiple_faces": 422, "duplicate": 409,
+    "model_error": 503, "config_error": 500,
 }
-HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "unknown_route",
               405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
+# Every code an error body may carry.
+ERROR_CODES = set(STATUS_BY_CODE) | set(HTTP_CODES.values()) | {"not_ready", "internal"}
 
 
 class ApiError(Exception):
@@ -36,7 +39,7 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str):
-    response = jsonify({"error": {"code": code, "message": message}})
+    response = jsonify(error_json(code, message))
     response.status_code = status
     return response
 
@@ -50,8 +53,7 @@ def install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(FacerecError)
     def _domain(exc: FacerecError):
-        code = "bad_request" if exc.code == "error" else exc.code
-        return error_response(STATUS_BY_CODE.get(exc.code, 400), code, exc.message)
+        return error_response(STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.message)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

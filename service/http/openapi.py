@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from service.http.people import REFUSAL_CODES
+from service.app.inputs import MAX_NAME, MAX_PERSON_ID, MAX_THRESHOLD, MAX_TOP_K
+from service.app.results import ENROLLMENT_STATUSES, REFUSAL_REASONS
+from service.http.errors import ERROR_CODES
 
-
+THRESHOLD = {"type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": MAX_THRESHOLD,
+             "description": "decide at this threshold instead of the configured one; a client key may only "
+                            "tighten it (at most the configured threshold, else 403)"}
 
 
 def _error(description: str) -> dict:
@@ -55,44 +59,69 @@ PHOTO_ERRORS = {"400": _error("malformed request"), "413": _error("body over the
                 "422": _error("no face, several faces where one is needed, or an undecodable photo")}
 
 
+def _ref(schema: str) -> dict:
+    return {"$ref": f"#/components/schemas/{schema}"}
+
+
 def _schemas() -> dict:
-    number, string = {"type": "number"}, {"type": "string"}
-    nullable_string = {"type": "string", "nullable": True}
+    """The one JSON form of each answer (``service.app.results``) and its vocabulary."""
+    number, string, integer = {"type": "number"}, {"type": "string"}, {"type": "integer"}
+    nullable_string, nullable_number = {"type": "string", "nullable": True}, {"type": "number", "nullable": True}
+    box = {"type": "array", "items": number, "minItems": 4, "maxItems": 4,
+           "description": "x, y, width, height in the upright photo, pixels rounded to 0.1"}
+    confidence = {"type": "number", "nullable": True,
+                  "description": "the detector's confidence, 0 to 1 (null when detection is off)"}
     return {
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {
-            "type": "object", "required": ["code", "message"], "properties": {"code": string, "message": string}}}},
+            "type": "object", "required": ["code", "message"], "properties": {
+                "code": {"type": "string", "enum": sorted(ERROR_CODES)}, "message": string}}}},
         "NewPerson": {"type": "object", "required": ["id"], "properties": {
-            "id": {"type": "string", "maxLength": 128}, "name": string, "metadata": {"type": "object"}}},
+            "id": {"type": "string", "minLength": 1, "maxLength": MAX_PERSON_ID},
+            "name": {"type": "string", "nullable": True, "maxLength": MAX_NAME},
+            "metadata": {"type": "object", "nullable": True}}},
         "PersonUpdate": {"type": "object", "properties": {
-            "name": nullable_string, "metadata": {"type": "object", "nullable": True}, "active": {"type": "boolean"}}},
+            "name": {"type": "string", "nullable": True, "maxLength": MAX_NAME},
+            "metadata": {"type": "object", "nullable": True}, "active": {"type": "boolean"}}},
         "Person": {"type": "object", "properties": {
             "id": string, "name": nullable_string, "metadata": {"type": "object", "nullable": True},
-            "active": {"type": "boolean"}, "faces": {"type": "integer"},
-            "created_at": string, "updated_at": string}},
+            "active": {"type": "boolean"}, "faces": integer, "created_at": string, "updated_at": string}},
         "PeoplePage": {"type": "object", "properties": {
-            "people": {"type": "array", "items": {"$ref": "#/components/schemas/Person"}},
-            "total": {"type": "integer"}, "offset": {"type": "integer"}, "limit": {"type": "integer"}}},
+            "people": {"type": "array", "items": _ref("Person")}, "total": integer, "offset": integer,
+            "limit": {"type": "integer", "nullable": True}}},
         "Face": {"type": "object", "properties": {
-            "id": {"type": "integer"}, "box": {"type": "array", "items": number}, "score": number,
-            "model": string, "photo_sha256": string, "created_at": string}},
-        "Faces": {"type": "object", "properties": {
-            "person": string, "faces": {"type": "array", "items": {"$ref": "#/components/schemas/Face"}}}},
+            "id": integer, "person": string, "box": box, "confidence": confidence, "model": string,
+            "photo_sha256": string, "created_at": string}},
+        "Faces": {"type": "object", "properties": {"person": string, "faces": {"type": "array", "items": _ref("Face")}}},
+        "Deletion": {"type": "object", "properties": {
+            "deleted": {"type": "string", "enum": ["person", "face"]}, "person": string,
+            "face_id": {"type": "integer", "nullable": True}, "faces_removed": integer}},
+        "PhotoOutcome": {"type": "object", "properties": {
+            "photo": string, "person": string, "status": {"type": "string", "enum": list(ENROLLMENT_STATUSES)},
+            "face_id": {"type": "integer", "nullable": True,
+                        "description": "the new face; for a duplicate, the face the same photo already gave"},
+            "reason": {"type": "string", "nullable": True, "enum": list(REFUSAL_REASONS) + [None]},
+            "message": nullable_string,
+            "faces_found": {"type": "integer", "nullable": True,
+                            "description": "faces seen in the photo; the dominant one was enrolled"}}},
         "Enrollment": {"type": "object", "properties": {
-            "person": string, "accepted": {"type": "integer"}, "refused": {"type": "integer"},
-            "photos": {"type": "array", "items": {"type": "object", "properties": {
-                "photo": string, "status": {"type": "string", "enum": ["accepted", "refused"]},
-                "face_id": {"type": "integer"},
-                "reason": {"type": "string", "enum": sorted(set(REFUSAL_CODES.values()))},
-                "message": string}}}}},
+            "person": string, "accepted": integer, "refused": integer,
+            "photos": {"type": "array", "items": _ref("PhotoOutcome")}}},
         "Verification": {"type": "object", "properties": {
-            "person": string, "distance": number, "threshold": number, "match": {"type": "boolean"}}},
+            "photo": nullable_string, "person": string, "match": {"type": "boolean"}, "distance": number,
+            "threshold": {"type": "number", "description": "the threshold that decided: match iff distance < it"},
+            "box": box, "confidence": confidence,
+            "faces_found": {"type": "integer", "description": "faces seen; the dominant one was compared"}}},
         "Identification": {"type": "object", "properties": {
-            "threshold": number, "faces_found": {"type": "integer"},
+            "photo": nullable_string,
+            "threshold": {"type": "number", "description": "the threshold that decided: match iff distance < it"},
+            "faces_found": integer,
             "faces": {"type": "array", "items": {"type": "object", "properties": {
-                "box": {"type": "array", "items": {"type": "integer"}, "description": "x, y, width, height"},
-                "match": nullable_string, "distance": {"type": "number", "nullable": True},
+                "box": box, "confidence": confidence, "match": nullable_string, "distance": nullable_number,
                 "candidates": {"type": "array", "items": {"type": "object", "properties": {
                     "person": string, "distance": number}}}}}}}},
+        "Status": {"type": "object", "properties": {
+            "ready": {"type": "boolean"}, "model_loaded": {"type": "boolean"},
+            "index_consistent": {"type": "boolean"}, "faces": integer, "indexed": integer, "generation": integer}},
     }
 
 
@@ -124,7 +153,8 @@ def document() -> dict:
                               "404": _error("unknown person")},
                              tag=people, params=[person], body=_json_body("PersonUpdate")),
                 "delete": _op("Delete a person with their encodings, crops and index entries (admin)",
-                              {"200": _ok("deleted"), "404": _error("unknown person")}, tag=people, params=[person]),
+                              {"200": _ok("deleted", "Deletion"), "404": _error("unknown person")}, tag=people,
+                              params=[person]),
             },
             "/v1/people/{person_id}/faces": {
                 "post": _op("Enroll one or many photos (admin); each is accepted or refused with a reason",
@@ -137,25 +167,35 @@ def document() -> dict:
                            tag=people, params=[person]),
             },
             "/v1/people/{person_id}/faces/{face_id}": {
-                "delete": _op("Delete one face (admin)", {"200": _ok("deleted"), "404": _error("unknown person or face")},
+                "delete": _op("Delete one face (admin)",
+                              {"200": _ok("deleted", "Deletion"), "404": _error("unknown person or face")},
                               tag=people, params=[person, face]),
             },
             "/v1/verify": {
                 "post": _op("Is the person in the photo who they claim to be? (client)",
-                            {"200": _ok("the decision", "Verification"), "404": _error("unknown person"), **PHOTO_ERRORS},
-                            tag="decisions", body=_multipart({"photo": BINARY, "person": {"type": "string"}},
-                                                             ["photo", "person"])),
+                            {"200": _ok("the decision", "Verification"), "404": _error("unknown person"),
+                             **PHOTO_ERRORS, "403": _error("the key's role may not use this endpoint, or a client "
+                                                          "key asked for a looser threshold")},
+                            tag="decisions", body=_multipart({
+                                "photo": BINARY, "person": {"type": "string", "maxLength": MAX_PERSON_ID},
+                                "threshold": THRESHOLD}, ["photo", "person"])),
             },
             "/v1/identify": {
                 "post": _op("Who is in the photo? (client)",
-                            {"200": _ok("every face with its candidates and match", "Identification"), **PHOTO_ERRORS},
+                            {"200": _ok("the most prominent face (or every face) with its candidates and match",
+                                        "Identification"), **PHOTO_ERRORS,
+                             "403": _error("the key's role may not use this endpoint, or a client key asked for "
+                                           "a looser threshold")},
                             tag="decisions", body=_multipart({
-                                "photo": BINARY, "top_k": {"type": "integer", "minimum": 1, "maximum": 50, "default": 3},
-                                "all_faces": {"type": "boolean", "default": False}}, ["photo"])),
+                                "photo": BINARY,
+                                "top_k": {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K, "default": 3},
+                                "all_faces": {"type": "boolean", "default": False}, "threshold": THRESHOLD},
+                                ["photo"])),
             },
             "/healthz": {"get": _op("Alive", {"200": _ok("alive")}, tag="ops", secured=False)},
             "/readyz": {"get": _op("Model loaded and index consistent with the database",
-                                   {"200": _ok("ready"), "503": _ok("not ready")}, tag="ops", secured=False)},
+                                   {"200": _ok("ready", "Status"), "503": _ok("not ready", "Status")}, tag="ops",
+                                   secured=False)},
             "/metrics": {"get": _op("Prometheus text metrics (per worker, labelled by pid)",
                                     {"200": {"description": "metrics", "content": {"text/plain": {}}}},
                                     tag="ops", secured=False)},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response
-from sqlalchemy import func, select
 
 from service.http.app import state
 from service.http.openapi import document
@@ -19,16 +18,8 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     """Ready when the model is loaded and this worker's index holds exactly the database's faces."""
-    facerec = state()
-    if not facerec.ready:
-        return {"ready": False, "model_loaded": False, "index_consistent": False}, 503
-    facerec.sync()
-    faces, generation = _database_faces(facerec)
-    roster = facerec.roster
-    consistent = generation == roster.generation and faces == len(roster.index)
-    body = {"ready": consistent, "model_loaded": True, "index_consistent": consistent, "faces": faces,
-            "indexed": len(roster.index), "generation": generation}
-    return body, 200 if consistent else 503
+    status = state().core.upkeep.status()
+    return status.to_json(), 200 if status.ready else 503
 
 
 @bp.get("/metrics")
@@ -36,21 +27,12 @@ def metrics():
     facerec = state()
     gauges = {}
     if facerec.ready:
-        faces, _ = _database_faces(facerec)
-        gauges = {"facerec_roster_people": ("People in the roster.", facerec.roster.count_people()),
-                  "facerec_roster_faces": ("Faces searchable with this model.", faces)}
+        status = facerec.core.upkeep.status()
+        gauges = {"facerec_roster_people": ("People in the roster.", facerec.core.people.count()),
+                  "facerec_roster_faces": ("Faces searchable with this model.", status.faces)}
     return Response(facerec.metrics.render(gauges), mimetype="text/plain; version=0.0.4")
 
 
 @bp.get("/openapi.json")
 def openapi():
     return document()
-
-
-def _database_faces(facerec) -> tuple[int, int]:
-    from service.store import Face, current_generation
-
-    with facerec.roster.Session() as session, session.begin():
-        generation = current_generation(session)
-        faces = session.scalar(select(func.count(Face.id)).where(Face.model_id == facerec.roster.model_id))
-    return faces or 0, generation

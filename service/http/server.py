@@ -63,7 +63,7 @@ def gunicorn_options(config: Config) -> dict:
 
 def serve(config: Config, host: str | None = None, port: int | None = None, workers: int | None = None) -> int:
     """Apply migrations, check the auth setup, then run gunicorn until it is stopped."""
-    from service.store import make_engine, upgrade_database
+    from service.roster.database import make_engine, upgrade_database
 
     server = replace(config.server, **{k: v for k, v in (("host", host), ("port", port), ("workers", workers))
                                        if v is not None})

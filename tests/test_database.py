@@ -1,4 +1,4 @@
-"""The roster store: migrations match the ORM, SQLite set-up, constraints, helpers (real SQLite files)."""
+"""The roster database: migrations match the ORM, SQLite set-up, constraints, helpers (real SQLite files)."""
 
 from __future__ import annotations
 
@@ -15,16 +15,15 @@ from sqlalchemy import Engine, delete, func, inspect, select
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.store import (
+from service.roster.codec import encoding_from_bytes, encoding_to_bytes, encodings_from_bytes
+from service.roster.database import (
     MIGRATIONS_DIR,
     Base,
-    Face,
-    Person,
+    FaceRow,
+    PersonRow,
     alembic_config,
     bump_generation,
     current_generation,
-    encoding_from_bytes,
-    encoding_to_bytes,
     make_engine,
     session_factory,
     upgrade_database,
@@ -53,10 +52,10 @@ def sessions(engine: Engine) -> sessionmaker[Session]:
     return session_factory(engine)
 
 
-def _face(sha: str = SHA_A, **fields) -> Face:
+def _face(sha: str = SHA_A, **fields) -> FaceRow:
     values = dict(encoding=encoding_to_bytes(np.zeros(128)), model_id="test-model", photo_sha256=sha,
                   box_x=1.0, box_y=2.0, box_w=30.0, box_h=40.0)
-    return Face(**(values | fields))
+    return FaceRow(**(values | fields))
 
 
 def _count(session: Session, model: type[Base]) -> int:
@@ -65,7 +64,7 @@ def _count(session: Session, model: type[Base]) -> int:
 
 def _person_with_faces(sessions: sessionmaker[Session], *shas: str) -> int:
     with sessions.begin() as session:
-        person = Person(external_id="E001", name="Younes", faces=[_face(sha) for sha in shas])
+        person = PersonRow(external_id="E001", name="Younes", faces=[_face(sha) for sha in shas])
         session.add(person)
     return person.id
 
@@ -125,7 +124,7 @@ def test_batch_migration_of_people_keeps_their_faces(tmp_path: Path, engine: Eng
     _person_with_faces(sessions, SHA_A, SHA_B)
     upgrade_database(engine, script_location=scripts)
     with sessions() as session:
-        assert _count(session, Face) == 2
+        assert _count(session, FaceRow) == 2
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
@@ -147,34 +146,34 @@ def test_deleting_a_person_deletes_their_faces_in_the_database(sessions) -> None
     person_id = _person_with_faces(sessions, SHA_A, SHA_B)
     with sessions.begin() as session:
         # A Core DELETE: the ORM cascade plays no part, so the database's ON DELETE CASCADE must.
-        session.execute(delete(Person).where(Person.id == person_id))
+        session.execute(delete(PersonRow).where(PersonRow.id == person_id))
     with sessions() as session:
-        assert _count(session, Person) == 0
-        assert _count(session, Face) == 0
+        assert _count(session, PersonRow) == 0
+        assert _count(session, FaceRow) == 0
 
 
 def test_the_same_photo_twice_for_one_person_is_refused_and_nothing_is_written(sessions) -> None:
     with pytest.raises(IntegrityError):
         with sessions.begin() as session:
-            session.add(Person(external_id="E001", faces=[_face(SHA_A), _face(SHA_A)]))
+            session.add(PersonRow(external_id="E001", faces=[_face(SHA_A), _face(SHA_A)]))
     with sessions() as session:
-        assert _count(session, Person) == 0
-        assert _count(session, Face) == 0
+        assert _count(session, PersonRow) == 0
+        assert _count(session, FaceRow) == 0
 
 
 def test_the_same_photo_for_two_people_is_allowed(sessions) -> None:
     with sessions.begin() as session:
-        session.add_all([Person(external_id="E001", faces=[_face(SHA_A)]),
-                         Person(external_id="E002", faces=[_face(SHA_A)])])
+        session.add_all([PersonRow(external_id="E001", faces=[_face(SHA_A)]),
+                         PersonRow(external_id="E002", faces=[_face(SHA_A)])])
     with sessions() as session:
-        assert _count(session, Face) == 2
+        assert _count(session, FaceRow) == 2
 
 
 def test_external_id_is_unique(sessions) -> None:
     _person_with_faces(sessions)
     with pytest.raises(IntegrityError):
         with sessions.begin() as session:
-            session.add(Person(external_id="E001"))
+            session.add(PersonRow(external_id="E001"))
 
 
 # --- columns ----------------------------------------------------------------------------------
@@ -183,9 +182,9 @@ def test_external_id_is_unique(sessions) -> None:
 def test_defaults_json_and_utc_timestamps_round_trip(sessions) -> None:
     person_id = _person_with_faces(sessions, SHA_A)
     with sessions.begin() as session:
-        session.get(Person, person_id).attributes = {"team": "door", "floor": 2}
+        session.get(PersonRow, person_id).attributes = {"team": "door", "floor": 2}
     with sessions() as session:
-        person = session.get(Person, person_id)
+        person = session.get(PersonRow, person_id)
         assert person.active is True
         assert person.attributes == {"team": "door", "floor": 2}
         assert person.created_at.tzinfo == UTC and person.updated_at >= person.created_at
@@ -195,7 +194,7 @@ def test_defaults_json_and_utc_timestamps_round_trip(sessions) -> None:
 def test_naive_datetimes_are_refused(sessions) -> None:
     with pytest.raises(StatementError):
         with sessions.begin() as session:
-            session.add(Person(external_id="E001", created_at=datetime(2025, 1, 1)))
+            session.add(PersonRow(external_id="E001", created_at=datetime(2025, 1, 1)))
 
 
 def test_encoding_bytes_round_trip() -> None:
@@ -205,6 +204,15 @@ def test_encoding_bytes_round_trip() -> None:
     back = encoding_from_bytes(data)
     assert back.dtype == np.float32 and back.shape == (128,)
     np.testing.assert_array_equal(back, vector)
+
+
+def test_many_encodings_decode_in_one_call_as_each_alone() -> None:
+    vectors = np.random.default_rng(1).standard_normal((5, 128)).astype(np.float32)
+    blobs = [encoding_to_bytes(v) for v in vectors]
+    np.testing.assert_array_equal(encodings_from_bytes(blobs), np.stack([encoding_from_bytes(b) for b in blobs]))
+    assert encodings_from_bytes([]).shape == (0, 128)
+    with pytest.raises(ValueError):
+        encodings_from_bytes([blobs[0], blobs[1][:-1]])
 
 
 @pytest.mark.parametrize("data", [b"", bytes(511), bytes(513), bytes(1024)])
@@ -233,9 +241,9 @@ def test_bump_generation_increments(sessions) -> None:
 
 def test_a_rolled_back_bump_does_not_stick(sessions) -> None:
     with sessions() as session:
-        session.add(Person(external_id="E001"))
+        session.add(PersonRow(external_id="E001"))
         assert bump_generation(session) == 1
         session.rollback()
     with sessions() as session:
         assert current_generation(session) == 0
-        assert _count(session, Person) == 0
+        assert _count(session, PersonRow) == 0

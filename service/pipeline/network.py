@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from service.errors import ModelError
-from service.model_id import MODEL_NAME, file_sha256, weights_model_id
+from service.pipeline.model_id import MODEL_NAME, file_sha256, weights_model_id
 
 log = logging.getLogger(__name__)
 

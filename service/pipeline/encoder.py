@@ -7,8 +7,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from service.facenet import INPUT_SIZE, FaceNet
-from service.model_id import encoding_model_id
+from service.pipeline.network import INPUT_SIZE, FaceNet
+from service.pipeline.model_id import encoding_model_id
 
 NORMALIZATIONS = ("standardize", "divide255")
 

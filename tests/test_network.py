@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from service.errors import ModelError
-from service.facenet import convert_keras2_h5, load_facenet
-from service.model_id import file_sha256
+from service.pipeline.network import convert_keras2_h5, load_facenet
+from service.pipeline.model_id import file_sha256
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Photo in, faces out: decode -> detect -> align -> encode.
 
 The one place that strings the stages together, so every front end (CLI, HTTP, batch jobs) sees the
-same faces for the same photo.
+same faces for the same photo. Which of several faces counts is decided above, in the application.
 """
 
 from __future__ import annotations
@@ -12,23 +12,35 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from service.align import align_face, whole_image_face
 from service.config import Config
-from service.detect import DetectedFace, FaceDetector, scale_face
-from service.encoder import Encoder
-from service.errors import MultipleFaces, NoFace
-from service.facenet import INPUT_SIZE, load_facenet
-from service.imageio import Source, describe_source, load_for_detection, load_image
+from service.pipeline.align import align_face, whole_image_face
+from service.pipeline.decode import Source, load_for_detection, load_image
+from service.pipeline.detect import DetectedFace, FaceDetector, scale_face
+from service.pipeline.encoder import Encoder
+from service.pipeline.network import INPUT_SIZE, load_facenet
 
 
 @dataclass(frozen=True, eq=False)
-class Face:
+class AlignedFace:
     """A face in a photo: where it is (x, y, w, h in the upright photo), its aligned crop, its encoding."""
 
     box: tuple[float, float, float, float]
     confidence: float | None  # None when detection is off and the whole photo was taken as the face
     crop: Image.Image
     encoding: np.ndarray | None = None
+
+    @property
+    def area(self) -> float:
+        return max(self.box[2], 0.0) * max(self.box[3], 0.0)
+
+
+@dataclass(frozen=True)
+class PhotoFaces:
+    """Every face found in one photo (most confident first) and the upright photo's size."""
+
+    width: int
+    height: int
+    faces: list[AlignedFace]
 
 
 class Pipeline:
@@ -43,42 +55,31 @@ class Pipeline:
     def model_id(self) -> str:
         return self.encoder.model_id
 
-    def locate(self, source: Source) -> list[Face]:
+    def locate(self, source: Source) -> PhotoFaces:
         """Every face in the photo with its aligned crop, most confident first (not yet encoded)."""
         if self.detector is None:
             image = load_image(source, max_pixels=self.config.max_pixels)
-            return [Face((0.0, 0.0, float(image.width), float(image.height)), None,
-                         whole_image_face(image, INPUT_SIZE))]
+            whole = AlignedFace((0.0, 0.0, float(image.width), float(image.height)), None,
+                                whole_image_face(image, INPUT_SIZE))
+            return PhotoFaces(image.width, image.height, [whole])
         det = self.config.detection
         photo = load_for_detection(source, max_side=det.max_side, max_pixels=self.config.max_pixels)
         found = self.detector.detect(photo.small, min_face=det.min_face, min_confidence=det.min_confidence)
-        return [self._aligned(photo.full, scale_face(face, photo.scale)) for face in found]
+        faces = [self._aligned(photo.full, scale_face(face, photo.scale)) for face in found]
+        return PhotoFaces(photo.full.width, photo.full.height, faces)
 
-    def _aligned(self, image: Image.Image, face: DetectedFace) -> Face:
+    def _aligned(self, image: Image.Image, face: DetectedFace) -> AlignedFace:
         crop = align_face(image, face.landmarks, size=INPUT_SIZE, margin=self.config.detection.margin)
-        return Face(face.box, face.confidence, crop)
+        return AlignedFace(face.box, face.confidence, crop)
 
-    def encode(self, faces: Sequence[Face]) -> list[Face]:
+    def encode(self, faces: Sequence[AlignedFace]) -> list[AlignedFace]:
         """The same faces with their encodings, computed in batches."""
         encodings = self.encoder.encode([face.crop for face in faces])
         return [replace(face, encoding=vector) for face, vector in zip(faces, encodings)]
 
-    def faces(self, source: Source) -> list[Face]:
+    def faces(self, source: Source) -> list[AlignedFace]:
         """Every face in the photo, encoded."""
-        return self.encode(self.locate(source))
-
-    def single_face(self, source: Source) -> Face:
-        """The one face in a photo; enrollment and verification refuse ambiguous photos."""
-        return self.encode([only_face(self.locate(source), describe_source(source))])[0]
-
-
-def only_face(faces: Sequence[Face], name: str) -> Face:
-    """The single face of a photo, or NoFace / MultipleFaces naming the photo."""
-    if not faces:
-        raise NoFace(f"no face found in {name}")
-    if len(faces) > 1:
-        raise MultipleFaces(f"{len(faces)} faces found in {name}; use a photo with exactly one face")
-    return faces[0]
+        return self.encode(self.locate(source).faces)
 
 
 def build_pipeline(config: Config) -> Pipeline:

@@ -1,4 +1,4 @@
-"""The persistent roster: SQLAlchemy 2 models, Alembic upgrades and small store helpers.
+"""The roster database: SQLAlchemy 2 models, Alembic upgrades and the roster generation.
 
 The database is the source of truth; the FAISS index is derived from it and follows
 ``roster_state.generation``. The URL comes from the caller, so PostgreSQL can replace the default
@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
@@ -40,10 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
-ENCODING_SIZE = 128
-ENCODING_DTYPE = np.dtype("<f4")
-ENCODING_BYTES = ENCODING_SIZE * ENCODING_DTYPE.itemsize
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 ROSTER_STATE_ID = 1
 
 # Explicit constraint names: Alembic can only alter or drop what it can name, and SQLite and
@@ -98,7 +94,7 @@ class TimestampMixin:
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
-class Person(TimestampMixin, Base):
+class PersonRow(TimestampMixin, Base):
     """Someone who can be recognised; ``external_id`` is the caller's stable id for them."""
 
     __tablename__ = "people"
@@ -114,15 +110,15 @@ class Person(TimestampMixin, Base):
     # dict are not tracked.
     attributes: Mapped[Any | None] = mapped_column(JSON)
 
-    faces: Mapped[list[Face]] = relationship(
+    faces: Mapped[list[FaceRow]] = relationship(
         back_populates="person", cascade="all, delete-orphan", passive_deletes=True
     )
 
     def __repr__(self) -> str:
-        return f"Person(id={self.id!r}, external_id={self.external_id!r}, name={self.name!r})"
+        return f"PersonRow(id={self.id!r}, external_id={self.external_id!r}, name={self.name!r})"
 
 
-class Face(TimestampMixin, Base):
+class FaceRow(TimestampMixin, Base):
     """One enrolled face: its encoding under one model, and where it came from."""
 
     __tablename__ = "faces"
@@ -130,7 +126,7 @@ class Face(TimestampMixin, Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
-    # 128 little-endian float32 (see encoding_to_bytes / encoding_from_bytes).
+    # 128 little-endian float32 (service.roster.codec).
     encoding: Mapped[bytes] = mapped_column(LargeBinary)
     # Encodings of different models are never compared, so every query filters on this.
     model_id: Mapped[str] = mapped_column(String(128), index=True)
@@ -144,10 +140,10 @@ class Face(TimestampMixin, Base):
     # The kept 160x160 aligned crop, relative to the data home, so a new model can re-embed it.
     crop_path: Mapped[str | None] = mapped_column(String(512))
 
-    person: Mapped[Person] = relationship(back_populates="faces")
+    person: Mapped[PersonRow] = relationship(back_populates="faces")
 
     def __repr__(self) -> str:
-        return f"Face(id={self.id!r}, person_id={self.person_id!r}, model_id={self.model_id!r})"
+        return f"FaceRow(id={self.id!r}, person_id={self.person_id!r}, model_id={self.model_id!r})"
 
 
 class RosterState(Base):
@@ -232,21 +228,6 @@ def upgrade_database(
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions on ``engine`` whose objects stay readable after commit."""
     return sessionmaker(bind=engine, expire_on_commit=False)
-
-
-def encoding_to_bytes(vector: Any) -> bytes:
-    """A 128-number encoding as the 512 bytes stored in ``faces.encoding`` (float32, little-endian)."""
-    array = np.asarray(vector, dtype=ENCODING_DTYPE)
-    if array.shape != (ENCODING_SIZE,):
-        raise ValueError(f"an encoding has shape ({ENCODING_SIZE},), not {array.shape}")
-    return array.tobytes()
-
-
-def encoding_from_bytes(data: bytes) -> np.ndarray:
-    """The float32 vector of shape (128,) stored as ``data``; a fresh, writable array."""
-    if len(data) != ENCODING_BYTES:
-        raise ValueError(f"a stored encoding is {ENCODING_BYTES} bytes, not {len(data)}")
-    return np.frombuffer(data, dtype=ENCODING_DTYPE).astype(np.float32)
 
 
 def bump_generation(session: Session) -> int:

@@ -17,7 +17,7 @@ from service.errors import (
     NotAnImage,
     TruncatedImage,
 )
-from service.imageio import load_for_detection, load_image
+from service.pipeline.decode import load_for_detection, load_image
 
 ORIENTATION_TAG = 0x0112
 

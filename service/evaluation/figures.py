@@ -36,7 +36,7 @@ def write_figures(distances: np.ndarray, same: np.ndarray, threshold: float, fol
 
 def _roc(ax, distances: np.ndarray, same: np.ndarray, threshold: float) -> None:
     """TAR against FAR on a log FAR axis: the low-FAR end is where thresholds are chosen."""
-    from service.evaluation import rates, roc_points
+    from service.evaluation.metrics import rates, roc_points
 
     _, far, tar = roc_points(distances, same)
     n_imp = int((~same).sum())

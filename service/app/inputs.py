@@ -1,0 +1,85 @@
+"""Checks on the values a caller hands the application: person ids, names, metadata, thresholds.
+
+Front ends parse their transport (argv, JSON, form fields) into Python values; the values are judged
+here, once, so the CLI and the API accept and refuse the same things with the same messages.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from typing import Any
+
+from service.errors import FacerecError, Forbidden
+
+MAX_PERSON_ID = 128
+MAX_NAME = 256
+MAX_TOP_K = 50
+MAX_THRESHOLD = 2.0  # unit vectors are at most 2 apart
+
+
+def person_id(value: Any) -> str:
+    """A person id: 1 to 128 characters after trimming, no slash, backslash or control character
+    (ids also name URLs and folders). The same id is found however it was padded."""
+    if not isinstance(value, str):
+        raise FacerecError("a person id is a string")
+    text = value.strip()
+    if not 0 < len(text) <= MAX_PERSON_ID:
+        raise FacerecError(f"invalid person id {_shown(value)}: 1 to {MAX_PERSON_ID} characters")
+    if any(c in "/\\" or unicodedata.category(c) in ("Cc", "Cs") for c in text):
+        raise FacerecError(f"invalid person id {_shown(value)}: no slashes, control characters or lone surrogates")
+    return text
+
+
+def person_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_NAME:
+        raise FacerecError(f"a name is a string of at most {MAX_NAME} characters")
+    if any(unicodedata.category(c) == "Cs" for c in value):
+        raise FacerecError("a name may not contain lone surrogates")
+    return value
+
+
+def metadata(value: Any) -> dict | None:
+    if value is not None and not isinstance(value, dict):
+        raise FacerecError("metadata is a JSON object")
+    return value
+
+
+def threshold(value: Any, configured: float, may_loosen: bool = True) -> float:
+    """The threshold a request decides at: the configured one, or a valid one it asks for.
+
+    ``may_loosen=False`` (a client key) allows only a stricter (lower or equal) threshold.
+    """
+    if value is None:
+        return configured
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise FacerecError(f"threshold must be a number, not {_shown(value)}") from None
+    if not (math.isfinite(number) and 0 < number <= MAX_THRESHOLD):
+        raise FacerecError(f"threshold must be above 0 and at most {MAX_THRESHOLD:g}")
+    if number > configured and not may_loosen:
+        raise Forbidden(f"this key may only tighten the threshold (at most the configured {configured:g}), "
+                        f"not loosen it to {number:g}")
+    return number
+
+
+def face_id(value: Any) -> int:
+    """A face id as the database can hold it."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        raise FacerecError(f"a face id is a whole number from 1 to {2**63 - 1}")
+    return value
+
+
+def top_k(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOP_K:
+        raise FacerecError(f"top_k must be a whole number from 1 to {MAX_TOP_K}")
+    return value
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    """A value for an error message, cut short: messages are echoed and logged."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,79 @@
+"""People and their enrolled faces: create, read, change, delete."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from service.app import inputs
+from service.app.results import Deletion, EnrolledFace, FaceList, PeoplePage, Person
+from service.errors import UnknownFace
+
+if TYPE_CHECKING:
+    from service.app.core import Facerec
+
+_UNSET: Any = object()
+
+
+class PeopleService:
+    def __init__(self, core: Facerec):
+        self.core = core
+
+    def create(self, person_id: str, name: str | None = None, metadata: dict | None = None) -> Person:
+        """A new person with no face yet; PersonExists if the id is taken."""
+        row = self.core.roster.add_person(inputs.person_id(person_id), inputs.person_name(name),
+                                          inputs.metadata(metadata))
+        return Person.from_row(row, 0)
+
+    def get(self, person_id: str) -> Person:
+        roster = self.core.roster
+        row = roster.get_person(inputs.person_id(person_id))
+        return Person.from_row(row, roster.count_faces_of(row.id))
+
+    def list(self, offset: int = 0, limit: int | None = None) -> PeoplePage:
+        """People ordered by id, a page at a time (``limit`` None: all of them)."""
+        roster = self.core.roster
+        people = tuple(Person.from_row(row, faces) for row, faces in roster.list_people(offset, limit))
+        total = roster.count_people() if limit is not None or offset else len(people)
+        return PeoplePage(people, total, offset, limit)
+
+    def count(self) -> int:
+        return self.core.roster.count_people()
+
+    def update(self, person_id: str, name: Any = _UNSET, metadata: Any = _UNSET, active: Any = _UNSET) -> Person:
+        """Change the given fields only (a field given as None is cleared)."""
+        changes = {}
+        if name is not _UNSET:
+            changes["name"] = inputs.person_name(name)
+        if metadata is not _UNSET:
+            changes["attributes"] = inputs.metadata(metadata)
+        if active is not _UNSET:
+            if not isinstance(active, bool):
+                raise inputs.FacerecError("active is true or false")
+            changes["active"] = active
+        roster = self.core.roster
+        row = roster.update_person(inputs.person_id(person_id), **changes)
+        return Person.from_row(row, roster.count_faces_of(row.id))
+
+    def remove(self, person_id: str) -> Deletion:
+        """Delete a person with their faces, kept crops and index entries."""
+        person_id = inputs.person_id(person_id)
+        removed = self.core.roster.remove_person(person_id)
+        return Deletion("person", person_id, None, len(removed))
+
+    def faces(self, person_id: str) -> FaceList:
+        person_id = inputs.person_id(person_id)
+        rows = self.core.roster.faces_of(person_id)
+        return FaceList(person_id, tuple(EnrolledFace.from_row(row, person_id) for row in rows))
+
+    def remove_face(self, face_id: int, person_id: str | None = None) -> Deletion:
+        """Delete one face; given ``person_id``, only if it is that person's."""
+        face_id = inputs.face_id(face_id)
+        roster = self.core.roster
+        if person_id is not None:
+            person_id = inputs.person_id(person_id)
+            roster.get_person(person_id)  # UnknownPerson before UnknownFace
+        _, owner = roster.get_face(face_id)
+        if person_id is not None and owner != person_id:
+            raise UnknownFace(f"{person_id!r} has no face {face_id}")
+        roster.remove_face(face_id)
+        return Deletion("face", owner, face_id, 1)

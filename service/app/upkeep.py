@@ -1,0 +1,73 @@
+"""Keeping the roster searchable: rebuild the index, re-encode after a model change, readiness."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Callable, ContextManager
+
+from service.app.results import ReindexReport, RosterStatus
+
+if TYPE_CHECKING:
+    from service.app.core import Facerec
+
+# progress(description, total or None) -> a context whose value is called with each step's count.
+Progress = Callable[[str, "int | None"], ContextManager[Callable[[int], object]]]
+
+
+def no_progress(description: str, total: int | None) -> ContextManager[Callable[[int], object]]:
+    return nullcontext(lambda steps: None)
+
+
+class UpkeepService:
+    def __init__(self, core: Facerec):
+        self.core = core
+
+    def reindex(self, reembed: bool = False, batch_size: int = 64, progress: Progress = no_progress) -> ReindexReport:
+        """Rebuild the search index from the database.
+
+        ``reembed`` first re-encodes, from its kept crop, every face made by another model. Each batch
+        commits on its own, so an interrupted run keeps what it did and the next one does the rest.
+        """
+        started = time.monotonic()
+        roster = self.core.roster
+        reembedded, missing = 0, []
+        if reembed:
+            stale = roster.count_stale_faces()
+            if stale:
+                with progress("re-encode", stale) as step:
+                    reembedded, missing = self._reembed(max(1, batch_size), step)
+        build_started = time.monotonic()
+        with progress("reindex", None) as step:
+            vectors, generation = roster.rebuild_index(progress=step)
+        return ReindexReport(vectors, generation, time.monotonic() - started, time.monotonic() - build_started,
+                             reembedded, tuple(missing))
+
+    def _reembed(self, batch_size: int, step: Callable[[int], object]) -> tuple[int, list[int]]:
+        roster, encoder = self.core.roster, self.core.pipeline.encoder
+        done, missing, after = 0, [], 0
+        while rows := roster.stale_faces(after, batch_size):
+            after = rows[-1][0]
+            crops = [(face_id, roster.crops.read(path)) for face_id, path in rows]
+            usable = [(face_id, crop) for face_id, crop in crops if crop is not None]
+            missing += [face_id for face_id, crop in crops if crop is None]
+            if usable:
+                roster.store_encodings([face_id for face_id, _ in usable], encoder.encode([c for _, c in usable]))
+            done += len(usable)
+            step(len(rows))
+        return done, missing
+
+    def status(self) -> RosterStatus:
+        """Whether this process's index holds exactly the database's faces (after catching up)."""
+        if not self.core.model_loaded:
+            return RosterStatus(False, 0, 0, -1, -1)
+        roster = self.core.roster
+        index = roster.index
+        len(index)  # loads it on first use
+        index.sync()
+        faces, generation = roster.state()
+        return RosterStatus(True, faces, len(index), generation, index.generation)
+
+    def upgrade_database(self) -> None:
+        """Apply the schema migrations (opening the roster does it)."""
+        self.core.roster

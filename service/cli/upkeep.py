@@ -1,0 +1,72 @@
+"""``facerec reindex``, ``db upgrade``, ``keys init`` and ``serve``: running and keeping the service."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+
+from service.cli.parser import Commands, positive_int
+
+
+def register(commands: Commands) -> None:
+    cmd = commands.add("reindex", reindex, "rebuild the search index from the database",
+                       example="facerec reindex --reembed    # after a model change")
+    cmd.add_argument("--reembed", action="store_true",
+                     help="first re-encode, from its kept crop, every face made by another model")
+    cmd.add_argument("--batch-size", type=positive_int, default=64, help="faces re-encoded and committed together")
+
+    db = commands.group("db", "database maintenance")
+    db.add("upgrade", upgrade_database, "apply the schema migrations (every start does it too)",
+           example="facerec db upgrade")
+
+    keys = commands.group("keys", "API keys of the HTTP service")
+    keys.add("init", init_keys, "write an admin and a client key to the keys file if no key is configured",
+             example="facerec keys init")
+
+    cmd = commands.add("serve", serve, "run the HTTP service (gunicorn) until stopped",
+                       example="facerec serve --host 0.0.0.0 --port 8000 --workers 2")
+    cmd.add_argument("--host", help="address to bind (default: server.host in the config)")
+    cmd.add_argument("--port", type=int, help="port (default: server.port)")
+    cmd.add_argument("--workers", type=positive_int, help="worker processes, each with its model (default: server.workers)")
+
+
+def reindex(args, core, out) -> int:
+    report = core.upkeep.reindex(args.reembed, args.batch_size, progress=_progress_bar)
+    text = (f"reindexed {report.vectors} vectors in {report.build_seconds:.2f} s "
+            f"({report.vectors_per_second or '-'} vectors/s), generation {report.generation}")
+    if args.reembed:
+        text += f"; re-encoded {report.reembedded} face(s), {len(report.missing_crops)} without a kept crop"
+    out.document(report.to_json(), text)
+    return 0
+
+
+@contextmanager
+def _progress_bar(description: str, total: int | None):
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="face", desc=description, file=sys.stderr, disable=None) as bar:
+        yield bar.update
+
+
+def upgrade_database(args, core, out) -> int:
+    core.upkeep.upgrade_database()
+    out.document({"database": "upgraded"}, "database is at the latest schema")
+    return 0
+
+
+def init_keys(args, core, out) -> int:
+    from service.http.server import init_keys as write_keys
+
+    path = write_keys(core.config)
+    if path is None:
+        out.document({"created": None}, "API keys already configured (or auth disabled): nothing to do")
+    else:
+        out.document({"created": str(path)}, f"created {path} (mode 0600) with one admin and one client key; "
+                                             "send one in the X-API-Key header")
+    return 0
+
+
+def serve(args, core, out) -> int:
+    from service.http.server import serve as run_server
+
+    return run_server(core.config, host=args.host, port=args.port, workers=args.workers)

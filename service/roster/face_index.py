@@ -1,0 +1,218 @@
+"""The FAISS index of one model's faces, kept in step with the database.
+
+The database commits first and bumps the roster generation in the same transaction; the index
+follows. A saved index records the generation it reflects. Loading one whose generation is behind
+(a process died between commit and save, or a command changed the roster without loading the index)
+catches up by difference: the faces it lacks are read and added, the ones gone are removed. A
+missing, corrupt or other-model index is rebuilt from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.roster.codec import encodings_from_bytes
+from service.roster.database import FaceRow, current_generation
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], object]
+SAVE_EVERY_SECONDS = 60.0
+
+
+class RosterIndex:
+    """Search over the faces of one model, loaded on first use; thread-safe.
+
+    ``persist=False`` keeps it in memory only (server workers, which catch up from the database
+    instead of racing each other to save the same file).
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], model_id: str, directory: Path, persist: bool = True):
+        self.sessions = sessions
+        self.model_id = model_id
+        self.directory = Path(directory)
+        self.persist = persist
+        self._index = None
+        self.generation = -1
+        self._saved_generation = -1
+        self._last_save = time.monotonic()
+        # Serialises catch-ups, rebuilds and this process's own writes: all change the index.
+        self.lock = threading.RLock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._index is not None
+
+    @property
+    def index(self):
+        """The FaceIndex, loaded (or rebuilt) on first use."""
+        self.load()
+        return self._index
+
+    def load(self) -> None:
+        """Load the saved index and catch up with the database, or rebuild it; once."""
+        if self._index is None:
+            with self.lock:
+                if self._index is None:
+                    self._load()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def search(self, encoding: np.ndarray, k: int) -> list[tuple[float, int]]:
+        """The ``k`` nearest faces as (distance, face id), nearest first, after catching up."""
+        self.sync()
+        distances, ids = self.index.search(np.asarray(encoding, np.float32), k)
+        return [(float(d), int(i)) for d, i in zip(distances[0], ids[0]) if i >= 0]
+
+    # ---- loading ---------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        from index import FaceIndex, IndexLoadError, IndexMissing, read_manifest
+
+        try:
+            self._index = FaceIndex.load(self.directory, model_id=self.model_id)
+            self.generation = self._saved_generation = read_manifest(self.directory).generation
+        except IndexMissing as exc:  # a new data home, or the index was deleted on purpose
+            log.info("no index yet (%s); building it from the database", exc)
+            self.rebuild()
+            return
+        except IndexLoadError as exc:
+            log.warning("index at %s not usable (%s); rebuilding it from the database", self.directory, exc)
+            self.rebuild()
+            return
+        self.sync()
+
+    def rebuild(self, progress: Progress | None = None, chunk: int = 50_000) -> int:
+        """A new index of every face of this model; returns the generation it reflects.
+
+        The generation is read before the faces: a write landing in between leaves the index's
+        generation older than the database's, so the next check catches up rather than trusting it.
+        """
+        from index import FaceIndex
+
+        with self.lock:
+            with self.sessions() as session, session.begin():
+                generation = current_generation(session)
+                total = session.scalar(select(func.count(FaceRow.id)).where(FaceRow.model_id == self.model_id)) or 0
+                ids, vectors = self._read_all(session, total, chunk, progress)
+            self._index = FaceIndex.build(ids, vectors)
+            self.generation = generation
+            self._saved_generation = -1  # a rebuild is always written, even at an unchanged generation
+            self.save()
+        self._warn_about_other_models()
+        return generation
+
+    def _read_all(self, session: Session, total: int, chunk: int, progress: Progress | None):
+        ids = np.empty(total, np.int64)
+        vectors = np.empty((total, 128), np.float32)
+        query = select(FaceRow.id, FaceRow.encoding).where(FaceRow.model_id == self.model_id).order_by(FaceRow.id)
+        filled = 0
+        for rows in session.execute(query.execution_options(yield_per=chunk)).partitions(chunk):
+            end = min(filled + len(rows), total)  # a face added since the count waits for the next catch-up
+            rows = rows[:end - filled]
+            ids[filled:end] = [face_id for face_id, _ in rows]
+            vectors[filled:end] = encodings_from_bytes(blob for _, blob in rows)
+            filled = end
+            if progress:
+                progress(len(rows))
+        return ids[:filled], vectors[:filled]
+
+    def _warn_about_other_models(self) -> None:
+        with self.sessions() as session:
+            others = session.scalar(select(func.count(FaceRow.id)).where(FaceRow.model_id != self.model_id)) or 0
+        if others:
+            log.warning("%d faces were encoded by another model and are not searchable; "
+                        "run `facerec reindex --reembed`", others)
+
+    # ---- following the database ------------------------------------------------------------------
+
+    def database_generation(self) -> int:
+        with self.sessions() as session:
+            return current_generation(session)
+
+    def sync(self) -> bool:
+        """Catch up with writes made elsewhere; True if the index changed.
+
+        Cheap when nothing moved (one SELECT of the generation). Does nothing before the first load:
+        loading reads the database's current state anyway.
+        """
+        if self._index is None or self.database_generation() == self.generation:
+            return False
+        with self.lock:
+            self._catch_up()
+        return True
+
+    def _catch_up(self) -> None:
+        # The generation is read before the ids (as in rebuild): a write landing in between leaves
+        # self.generation behind, so the next sync looks again.
+        with self.sessions() as session, session.begin():
+            generation = current_generation(session)
+            if generation == self.generation:
+                return
+            in_db = np.fromiter(session.scalars(select(FaceRow.id).where(FaceRow.model_id == self.model_id)), np.int64)
+            held = self._index.ids()
+            missing, vectors = self._encodings_by_id(session, np.setdiff1d(in_db, held))
+        extra = np.setdiff1d(held, in_db)
+        if extra.size:
+            self._index.remove(extra)
+        if missing.size:
+            self._index.add(missing, vectors)
+        self.generation = generation
+        self.save_if_due()
+
+    def _encodings_by_id(self, session: Session, face_ids: np.ndarray, chunk: int = 500):
+        """The ids of ``face_ids`` still in the database, and their encodings, ``chunk`` ids per query.
+
+        A face deleted since its id was read is simply not returned (SQLite reads are not one snapshot).
+        """
+        found_ids, blobs = [], []
+        for start in range(0, len(face_ids), chunk):
+            part = [int(i) for i in face_ids[start:start + chunk]]
+            query = select(FaceRow.id, FaceRow.encoding).where(FaceRow.id.in_(part), FaceRow.model_id == self.model_id)
+            for face_id, blob in session.execute(query):
+                found_ids.append(face_id)
+                blobs.append(blob)
+        return np.array(found_ids, np.int64), encodings_from_bytes(blobs)
+
+    def follow(self, generation: int, add: tuple[np.ndarray, np.ndarray] | None = None,
+               remove: list[int] | None = None) -> None:
+        """Apply this process's committed change (call with ``lock`` held, after a sync).
+
+        When the generation moved by more than this change, someone else wrote in between: catch up
+        by difference instead of guessing. Before the first load there is nothing to follow.
+        """
+        if self._index is None:
+            return
+        if generation != self.generation + 1:
+            self._catch_up()
+            return
+        if remove:
+            self._index.remove(np.asarray(remove, np.int64))
+        if add is not None and len(add[0]):
+            self._index.add(*add)
+        self.generation = generation
+        self.save_if_due()
+
+    # ---- saving ----------------------------------------------------------------------------------
+
+    def save_if_due(self, every: float = SAVE_EVERY_SECONDS) -> None:
+        if time.monotonic() - self._last_save >= every:
+            self.save()
+
+    def save(self) -> None:
+        """Write the index with its generation (nothing to do in memory-only mode or when unchanged)."""
+        if not self.persist or self._index is None or self.generation == self._saved_generation:
+            return
+        with self.lock:
+            self._index.save(self.directory, generation=self.generation, model_id=self.model_id)
+            self._saved_generation = self.generation
+            self._last_save = time.monotonic()

@@ -1,0 +1,319 @@
+"""The persistent roster: people and faces in the database, their encodings in a FAISS index, their
+aligned crops on disk. Storage only: it is handed finished faces and answers queries; the pipeline
+and every decision live above it, in the application layer.
+
+Writes commit to the database first and bump the roster generation in the same transaction; this
+process's index then follows (see :mod:`service.roster.face_index`). The index is loaded only when a
+search needs it, so people commands never pay for it.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from service.config import Config
+from service.errors import PersonExists, UnknownFace, UnknownPerson
+from service.roster.codec import encoding_to_bytes, encodings_from_bytes
+from service.roster.crops import CropStore, PendingCrop
+from service.roster.database import (
+    FaceRow, PersonRow, bump_generation, current_generation, make_engine, session_factory, upgrade_database, utcnow,
+)
+from service.roster.face_index import Progress, RosterIndex
+
+
+@dataclass(frozen=True, eq=False)
+class NewFace:
+    """A face ready to store: whose it is, which photo it came from, where, its crop and encoding."""
+
+    person_row_id: int
+    photo_sha256: str
+    box: tuple[float, float, float, float]
+    confidence: float | None
+    crop: Image.Image
+    encoding: np.ndarray
+
+
+class Roster:
+    """People, their faces and the index over them, for one data home and one encoding model."""
+
+    def __init__(self, config: Config, model_id: str | Callable[[], str] | None = None, persist_index: bool = True):
+        """``model_id`` names the encodings stored, searched and compared: the id itself, or a
+        function giving it when first needed (people commands never need it)."""
+        self.config = config
+        self._model_source = model_id
+        self._model_id: str | None = model_id if isinstance(model_id, str) else None
+        self._persist_index = persist_index
+        self.engine = make_engine(config.database)
+        upgrade_database(self.engine)
+        self.sessions = session_factory(self.engine)
+        self.crops = CropStore(config.home)
+        self._index: RosterIndex | None = None
+
+    @property
+    def model_id(self) -> str:
+        if self._model_id is None:
+            if not callable(self._model_source):
+                raise RuntimeError("this roster was opened without a model id: it cannot store or search encodings")
+            self._model_id = self._model_source()
+        return self._model_id
+
+    @property
+    def index(self) -> RosterIndex:
+        """This process's search index (loaded, or rebuilt, on its first search)."""
+        if self._index is None:
+            self._index = RosterIndex(self.sessions, self.model_id, self.config.index_dir,
+                                      persist=self._persist_index)
+        return self._index
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.save()
+        self.engine.dispose()
+
+    # ---- people -----------------------------------------------------------------------------------
+
+    def add_person(self, external_id: str, name: str | None = None, metadata: dict | None = None) -> PersonRow:
+        """A new person; PersonExists if the id is taken (the unique constraint decides races)."""
+        try:
+            with self.sessions() as session, session.begin():
+                person = PersonRow(external_id=external_id, name=name, attributes=metadata, active=True)
+                session.add(person)
+        except IntegrityError:
+            raise PersonExists(f"person {external_id!r} already exists") from None
+        return person
+
+    def ensure_person(self, external_id: str) -> tuple[PersonRow, bool]:
+        """The person with this id, created if new; and whether it was created here."""
+        person = self.find_person(external_id)
+        if person is not None:
+            return person, False
+        try:
+            return self.add_person(external_id), True
+        except PersonExists:  # created by another process since we looked: take theirs
+            return self.get_person(external_id), False
+
+    def find_person(self, external_id: str) -> PersonRow | None:
+        with self.sessions() as session:
+            return session.scalar(select(PersonRow).where(PersonRow.external_id == external_id))
+
+    def get_person(self, external_id: str) -> PersonRow:
+        person = self.find_person(external_id)
+        if person is None:
+            raise UnknownPerson(f"{external_id!r} is not enrolled")
+        return person
+
+    def update_person(self, external_id: str, **changes) -> PersonRow:
+        """Set ``name``, ``attributes`` and/or ``active``. No index change (searches filter on
+        ``active`` in the database), so no generation bump."""
+        with self.sessions() as session, session.begin():
+            person = session.scalar(select(PersonRow).where(PersonRow.external_id == external_id))
+            if person is None:
+                raise UnknownPerson(f"{external_id!r} is not enrolled")
+            for field, value in changes.items():
+                setattr(person, field, value)
+        return person
+
+    def list_people(self, offset: int = 0, limit: int | None = None) -> list[tuple[PersonRow, int]]:
+        """People ordered by id, each with their number of faces."""
+        with self.sessions() as session:
+            query = (select(PersonRow, func.count(FaceRow.id)).outerjoin(FaceRow).group_by(PersonRow.id)
+                     .order_by(PersonRow.external_id).offset(offset).limit(limit))
+            return [(person, count) for person, count in session.execute(query)]
+
+    def count_people(self) -> int:
+        with self.sessions() as session:
+            return session.scalar(select(func.count(PersonRow.id))) or 0
+
+    def person_ids(self) -> set[str]:
+        with self.sessions() as session:
+            return set(session.scalars(select(PersonRow.external_id)))
+
+    def remove_person(self, external_id: str) -> list[int]:
+        """Delete a person with their faces, crops and index entries; returns the face ids removed."""
+        with self.index_lock():
+            with self.sessions() as session, session.begin():
+                person = session.scalar(select(PersonRow).where(PersonRow.external_id == external_id))
+                if person is None:
+                    raise UnknownPerson(f"{external_id!r} is not enrolled")
+                face_ids = list(session.scalars(select(FaceRow.id).where(FaceRow.person_id == person.id)))
+                session.delete(person)
+                generation = bump_generation(session)
+            self._follow(generation, remove=face_ids)
+        self.crops.remove_person(person.id)  # after the commit: a crash leaves files, not rows
+        return face_ids
+
+    def drop_if_faceless(self, person_row_ids: Iterable[int]) -> int:
+        """Delete those people who have no face (no index change, so no generation bump)."""
+        ids = list(person_row_ids)
+        with self.sessions() as session, session.begin():
+            with_faces = set(session.scalars(select(FaceRow.person_id).where(FaceRow.person_id.in_(ids)).distinct()))
+            empty = [i for i in ids if i not in with_faces]
+            if empty:
+                session.execute(delete(PersonRow).where(PersonRow.id.in_(empty)))
+        return len(empty)
+
+    # ---- faces ------------------------------------------------------------------------------------
+
+    def count_faces_of(self, person_row_id: int) -> int:
+        with self.sessions() as session:
+            return session.scalar(select(func.count(FaceRow.id)).where(FaceRow.person_id == person_row_id)) or 0
+
+    def faces_of(self, external_id: str) -> list[FaceRow]:
+        person = self.get_person(external_id)
+        with self.sessions() as session:
+            return list(session.scalars(select(FaceRow).where(FaceRow.person_id == person.id).order_by(FaceRow.id)))
+
+    def get_face(self, face_id: int) -> tuple[FaceRow, str]:
+        """A face and its person's id; UnknownFace if there is none."""
+        with self.sessions() as session:
+            row = session.execute(select(FaceRow, PersonRow.external_id).join(PersonRow)
+                                  .where(FaceRow.id == face_id)).first()
+        if row is None:
+            raise UnknownFace(f"no face with id {face_id}")
+        return row[0], row[1]
+
+    def remove_face(self, face_id: int) -> FaceRow:
+        with self.index_lock():
+            with self.sessions() as session, session.begin():
+                face = session.get(FaceRow, face_id)
+                if face is None:
+                    raise UnknownFace(f"no face with id {face_id}")
+                session.delete(face)
+                generation = bump_generation(session)
+            self._follow(generation, remove=[face_id])
+        self.crops.remove(face.crop_path)
+        return face
+
+    def known_photos(self, person_row_ids: Iterable[int]) -> dict[tuple[int, str], int]:
+        """(person row id, photo sha256) -> face id, for the photos these people already have."""
+        with self.sessions() as session:
+            query = select(FaceRow.person_id, FaceRow.photo_sha256, FaceRow.id).where(
+                FaceRow.person_id.in_(list(person_row_ids)))
+            return {(person, sha): face for person, sha, face in session.execute(query)}
+
+    def add_faces(self, faces: list[NewFace]) -> list[int | None]:
+        """Store faces (one transaction), keep their crops, have the index follow; ids in order.
+
+        Another process may store the same photo for the same person between the caller's duplicate
+        check and this commit: the unique constraint then refuses the batch, and it is retried a face
+        at a time, the taken photos coming back as None.
+        """
+        if not faces:
+            return []
+        try:
+            return self._commit_faces(faces)
+        except IntegrityError:
+            if len(faces) == 1:
+                return [None]
+            return [face_id for face in faces for face_id in self.add_faces([face])]
+
+    def _commit_faces(self, faces: list[NewFace]) -> list[int]:
+        pending: list[PendingCrop] = []
+        self.index.load()  # so the index follows the new faces (removals can wait for the next load)
+        with self.index_lock():
+            try:
+                with self.sessions() as session, session.begin():
+                    rows = [self._face_row(face) for face in faces]
+                    session.add_all(rows)
+                    session.flush()  # assigns ids
+                    pending = [self.crops.write_pending(row.crop_path, face.crop) for row, face in zip(rows, faces)]
+                    generation = bump_generation(session)
+            except BaseException:
+                self.crops.discard(pending)
+                raise
+            self.crops.publish(pending)
+            ids = np.array([row.id for row in rows], np.int64)
+            self._follow(generation, add=(ids, np.stack([face.encoding for face in faces])))
+        return ids.tolist()
+
+    def _face_row(self, face: NewFace) -> FaceRow:
+        x, y, w, h = face.box
+        return FaceRow(person_id=face.person_row_id, encoding=encoding_to_bytes(face.encoding),
+                       model_id=self.model_id, photo_sha256=face.photo_sha256, box_x=x, box_y=y, box_w=w,
+                       box_h=h, score=face.confidence,
+                       crop_path=CropStore.relative_path(face.person_row_id, face.photo_sha256))
+
+    # ---- search (the gallery the application's decisions read) ------------------------------------
+
+    def encodings_of(self, external_id: str) -> np.ndarray:
+        """Every encoding of an active person made by this roster's model; UnknownPerson otherwise."""
+        person = self.get_person(external_id)
+        if not person.active:
+            raise UnknownPerson(f"{external_id!r} is not active")
+        with self.sessions() as session:
+            blobs = list(session.scalars(select(FaceRow.encoding).where(FaceRow.person_id == person.id,
+                                                                        FaceRow.model_id == self.model_id)))
+        if not blobs:
+            raise UnknownPerson(f"{external_id!r} has no enrolled face")
+        return encodings_from_bytes(blobs)
+
+    def nearest_faces(self, encoding: np.ndarray, k: int) -> list[tuple[float, str | None]]:
+        """The ``k`` nearest faces as (distance, person id), nearest first; the person is None for
+        a face whose person is inactive (kept in the index, skipped by the decision)."""
+        found = self.index.search(encoding, k)
+        owners = self._active_owners([face_id for _, face_id in found])
+        return [(distance, owners.get(face_id)) for distance, face_id in found]
+
+    def searchable_faces(self) -> int:
+        """Faces in this process's index (loading it if need be)."""
+        return len(self.index)
+
+    def _active_owners(self, face_ids: list[int]) -> dict[int, str]:
+        if not face_ids:
+            return {}
+        query = (select(FaceRow.id, PersonRow.external_id).join(PersonRow)
+                 .where(FaceRow.id.in_(face_ids), PersonRow.active.is_(True)))
+        with self.engine.connect() as connection:  # Core, not an ORM session: ~0.6 ms less per identify
+            return dict(connection.execute(query).all())
+
+    # ---- index upkeep and model changes ---------------------------------------------------------
+
+    def index_lock(self):
+        """The lock this process's index changes take; a no-op lock for a roster that cannot search."""
+        return self._index.lock if self._index is not None else nullcontext()
+
+    def _follow(self, generation: int, add=None, remove=None) -> None:
+        if self._index is not None:
+            self._index.follow(generation, add=add, remove=remove)
+
+    def rebuild_index(self, progress: Progress | None = None) -> tuple[int, int]:
+        """Rebuild the index from the database; (vectors, generation)."""
+        generation = self.index.rebuild(progress)
+        return len(self.index), generation
+
+    def state(self) -> tuple[int, int]:
+        """(faces of this model in the database, roster generation), read in one transaction."""
+        with self.sessions() as session, session.begin():
+            generation = current_generation(session)
+            faces = session.scalar(select(func.count(FaceRow.id)).where(FaceRow.model_id == self.model_id))
+        return faces or 0, generation
+
+    def count_stale_faces(self) -> int:
+        """Faces whose encoding was made by another model than this roster's."""
+        with self.sessions() as session:
+            return session.scalar(select(func.count(FaceRow.id)).where(FaceRow.model_id != self.model_id)) or 0
+
+    def stale_faces(self, after: int, limit: int) -> list[tuple[int, str | None]]:
+        """(face id, kept crop path) of the next ``limit`` stale faces with ids above ``after``."""
+        with self.sessions() as session:
+            query = (select(FaceRow.id, FaceRow.crop_path)
+                     .where(FaceRow.model_id != self.model_id, FaceRow.id > after)
+                     .order_by(FaceRow.id).limit(limit))
+            return [(face_id, crop) for face_id, crop in session.execute(query)]
+
+    def store_encodings(self, face_ids: list[int], vectors: np.ndarray) -> None:
+        """Replace these faces' encodings with ones made by this roster's model (one transaction)."""
+        with self.index_lock():
+            with self.sessions() as session, session.begin():
+                for face_id, vector in zip(face_ids, vectors):
+                    session.execute(update(FaceRow).where(FaceRow.id == face_id).values(  # Core: set updated_at ourselves
+                        encoding=encoding_to_bytes(vector), model_id=self.model_id, updated_at=utcnow()))
+                generation = bump_generation(session)
+            self._follow(generation, add=(np.asarray(face_ids, np.int64), np.asarray(vectors, np.float32)))

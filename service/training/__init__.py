@@ -1,0 +1,1 @@
+"""Training the encoder: the triplet loss FaceNet was trained with."""
