@@ -16,32 +16,33 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from service.app import Facerec, Photo  # noqa: E402
+from service.app.photos import photos_by_person  # noqa: E402
 from service.config import load_config  # noqa: E402
-from service.folders import photos_by_person, roster_from_photos  # noqa: E402
-from service.pipeline import build_pipeline  # noqa: E402
-from service.recognition import MemoryRoster, identify  # noqa: E402
+from service.roster.memory import MemoryRoster  # noqa: E402
 
 
 def main() -> None:
     config = load_config()
-    pipeline = build_pipeline(config)
+    core = Facerec(config)
+    door = core.recognition
     celeb = ROOT / "models" / "data" / "5-celebrity"
-    roster, refused = roster_from_photos(pipeline, photos_by_person(celeb / "train"))
+    roster, refused = door.folder_gallery(celeb / "train")
     enrolled = sum(len(roster.encodings_of(p)) for p in roster.people)
     print(f"enrolled {enrolled} train photos of {len(roster)} people; refused {len(refused)}: "
-          + ", ".join(f"{r.person}/{r.code}" for r in refused))
+          + ", ".join(f"{r.person}/{r.reason}" for r in refused))
     print(f"threshold {config.threshold}\n")
     print(f"{'person':<15} {'answer':<20} {'own dist':>8} {'nearest other':>14}")
     probes, rows = [], []
     for person, photos in photos_by_person(celeb / "val").items():
         for photo in photos:
-            encoding = pipeline.faces(photo)[0].encoding
+            face = door.identify(Photo.from_path(photo), top_k=len(roster), gallery=roster).faces[0]
+            encoding = core.pipeline.encode(door_face(core, photo))[0].encoding
             probes.append((person, encoding))
-            result = identify(encoding, roster, config.threshold, top=len(roster))
-            own = next(c.distance for c in result.candidates if c.person == person)
-            other = min(c.distance for c in result.candidates if c.person != person)
-            rows.append((result.candidates[0].person == person, result.person == person, own, other))
-            print(f"{person:<15} {result.label:<20} {own:8.3f} {other:14.3f}")
+            own = next(c.distance for c in face.candidates if c.person == person)
+            other = min(c.distance for c in face.candidates if c.person != person)
+            rows.append((face.candidates[0].person == person, face.match == person, own, other))
+            print(f"{person:<15} {face.match or 'not in the database':<20} {own:8.3f} {other:14.3f}")
     rank1, accepted, own, other = (np.array(col) for col in zip(*rows))
     print(f"\nrank-1 (nearest person right): {rank1.sum()}/{len(rows)}")
     print(f"identified at threshold {config.threshold}: {accepted.sum()}/{len(rows)}; "
@@ -54,9 +55,17 @@ def main() -> None:
         for person in roster.people:
             if person != stranger:
                 partial.add(person, roster.encodings_of(person))
-        let_in += sum(identify(e, partial, config.threshold).person is not None for p, e in probes if p == stranger)
+        let_in += sum(door.nearest_people(e, 1, partial)[0].distance < config.threshold
+                      for p, e in probes if p == stranger)
     print(f"strangers (each person left out in turn) let in: {let_in}/{len(probes)}")
     compare_aggregations(roster, probes, config.threshold)
+
+
+def door_face(core: Facerec, photo: Path):
+    """The face identify answers for: the most prominent one in the photo."""
+    from service.app.rules import by_prominence
+
+    return by_prominence(core.pipeline.locate(photo))[:1]
 
 
 def compare_aggregations(roster: MemoryRoster, probes, threshold: float) -> None:

@@ -13,7 +13,6 @@ Loopback only; every run is bounded by --seconds per cell plus server start-up.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import http.client
 import io
 import json
@@ -29,7 +28,6 @@ import time
 import uuid
 from pathlib import Path
 
-import numpy as np
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -120,32 +118,13 @@ class Server:
 
 
 def add_synthetic_faces(home: Path, faces: int, seed: int = 0) -> None:
-    """Random unit encodings under this configuration's model id, straight into the database."""
-    from sqlalchemy import insert
-
+    """Random unit encodings under this configuration's model id, straight into a new database."""
     from service.config import load_config
-    from service.model_id import configured_model_id
-    from service.store import Face, Person, bump_generation, make_engine, session_factory, upgrade_database
+    from service.pipeline.model_id import configured_model_id
+    from synthetic_roster import write_roster
 
     config = load_config(home=str(home))
-    model_id = configured_model_id(config)
-    engine = make_engine(config.database)
-    upgrade_database(engine)
-    rng = np.random.default_rng(seed)
-    people = -(-faces // FACES_PER_SYNTHETIC_PERSON)
-    with session_factory(engine)() as session, session.begin():
-        session.execute(insert(Person), [{"external_id": f"synthetic-{i:07d}", "active": True} for i in range(people)])
-        first = session.query(Person.id).filter(Person.external_id == "synthetic-0000000").scalar()
-        for start in range(0, faces, 10_000):
-            vectors = rng.standard_normal((min(10_000, faces - start), 128)).astype(np.float32)
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            rows = [{"person_id": first + (start + i) // FACES_PER_SYNTHETIC_PERSON, "encoding": v.tobytes(),
-                     "model_id": model_id, "photo_sha256": hashlib.sha256(v.tobytes()).hexdigest(),
-                     "box_x": 0.0, "box_y": 0.0, "box_w": 160.0, "box_h": 160.0, "score": None}
-                    for i, v in enumerate(vectors)]
-            session.execute(insert(Face), rows)
-        bump_generation(session)
-    engine.dispose()
+    write_roster(config.database, faces, seed, configured_model_id(config), FACES_PER_SYNTHETIC_PERSON)
 
 
 def run_cell(server: Server, endpoint: str, photo: bytes, clients: int, seconds: float) -> dict:

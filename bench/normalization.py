@@ -23,11 +23,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from service.app.photos import photos_by_person  # noqa: E402
+from service.app.rules import dominant_face  # noqa: E402
 from service.config import load_config  # noqa: E402
-from service.encoder import Encoder  # noqa: E402
-from service.folders import photos_by_person  # noqa: E402
-from service.losses import triplet_loss  # noqa: E402
-from service.pipeline import build_pipeline, only_face  # noqa: E402
+from service.pipeline.encoder import Encoder  # noqa: E402
+from service.pipeline.pipeline import build_pipeline  # noqa: E402
+from service.training.losses import triplet_loss  # noqa: E402
 
 
 def pair_stats(vectors: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
@@ -67,7 +68,7 @@ def main() -> None:
     for part in ("train", "val"):
         for person, photos in photos_by_person(celeb / part).items():
             for photo in photos:
-                faces = pipeline.locate(photo)
+                faces = pipeline.locate(photo).faces
                 if faces:  # the most confident face: the set has a few group photos
                     crops.append(faces[0].crop); labels.append(person); split.append(part)
     labels, split = np.array(labels), np.array(split)
@@ -85,7 +86,7 @@ def main() -> None:
         tl, n_triplets = all_triplet_loss(vecs, labels)
         hh_ok = ""
         if expected:
-            enc = lambda f: encoder.encode([only_face(pipeline.locate(hh / f), f).crop])[0]  # noqa: E731
+            enc = lambda f: encoder.encode([dominant_face(pipeline.locate(hh / f), f).crop])[0]  # noqa: E731
             db = {k: enc(v) for k, v in expected["residents"].items()}
             decisions = [bool(np.linalg.norm(enc(c["image"]) - db[c["claimed"]]) < config.threshold) == c["door_open"]
                          for c in expected["verify"]]

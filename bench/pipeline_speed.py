@@ -26,7 +26,7 @@ LOAD_SNIPPET = """
 import json, sys, time
 t0 = time.perf_counter()
 import keras, numpy, tensorflow
-from service.facenet import load_facenet
+from service.pipeline.network import load_facenet
 t1 = time.perf_counter()
 facenet = load_facenet(sys.argv[1], sys.argv[2])
 facenet.embed(numpy.zeros((1, 160, 160, 3), numpy.float32))  # ready means the first face is encoded
@@ -51,8 +51,8 @@ def rate(fn, items: int, repeats: int) -> float:
 
 def main() -> None:
     from service.config import load_config
-    from service.folders import photos_by_person
-    from service.pipeline import build_pipeline
+    from service.app.photos import photos_by_person
+    from service.pipeline.pipeline import build_pipeline
 
     config = load_config()
     rows = []
@@ -73,7 +73,7 @@ def main() -> None:
     located = []
     start = time.perf_counter()
     for photo in photos:
-        located += pipeline.locate(photo)
+        located += pipeline.locate(photo).faces
     det_rate = len(photos) / (time.perf_counter() - start)
     rows.append(("decode + detect + align", f"{det_rate:.1f} images/s",
                  f"{len(photos)} val photos, median {np.median(sizes) / 1e6:.2f} MP"))
@@ -83,7 +83,7 @@ def main() -> None:
                  "4032x3024, upscaled photo"))
     big.unlink()
     crops = [face.crop for face in located]
-    from service.encoder import Encoder
+    from service.pipeline.encoder import Encoder
     for flip in (False, True):
         encoder = Encoder(pipeline.encoder.facenet, config.model.normalization, 32, flip=flip)
         for batch in (1, 32):

@@ -1,4 +1,4 @@
-"""The roster (service.roster.Roster: database + FAISS index) at several sizes; prints a table.
+"""The roster (service.roster.roster.Roster: database + FAISS index) at several sizes; prints a table.
 
     .venv/bin/python bench/roster_scale.py [--sizes 10000,100000,1000000] [--threads 1]
 
@@ -10,10 +10,12 @@ come from). For each roster size N (faces), in a fresh temporary data home:
    one generation bump at the end: seconds and faces/s;
 2. database size after a WAL checkpoint (file + -wal), bytes per face, and the overhead beyond the
    512-byte encoding;
-3. reindex: Roster(config, model) (which, finding no index, builds it: "open s"), then the timed
-   ``roster.rebuild_index()`` -- the ``facerec reindex`` path: seconds, vectors/s, index file size;
+3. reindex: Roster(config, model) and its first index load (which, finding no index, builds it:
+   "open s"), then the timed ``roster.rebuild_index()`` -- the ``facerec reindex`` path: seconds,
+   vectors/s, index file size;
 4. identify latency: PROBES single probes (half random, half near-duplicates of enrolled faces),
-   each through ``roster.nearest_people(probe, top=5)`` and through a bare faiss.IndexFlatL2 over
+   each through the application's ``recognition.nearest_people(probe, 5, roster)`` (index search,
+   owners from the database, people ranked by nearest face) and through a bare faiss.IndexFlatL2 over
    the same vectors (k = config.index_k): p50/p99 and the ratio of the p50s (target <= 1.5). The
    two take turns on each probe, so load from other processes hits both alike. "top1" counts the
    near-duplicate probes whose best candidate is the person they were made from;
@@ -32,38 +34,26 @@ import resource
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 import faiss
 import numpy as np
-from sqlalchemy import insert, text
+from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from index import INDEX_FILE  # noqa: E402
+from service.app import Facerec  # noqa: E402
 from service.config import load_config  # noqa: E402
-from service.roster import Roster  # noqa: E402
-from service.store import (  # noqa: E402
-    Face, Person, bump_generation, encoding_to_bytes, make_engine, session_factory, upgrade_database,
-)
+from service.roster.database import make_engine  # noqa: E402
+from service.roster.roster import Roster  # noqa: E402
+from synthetic_roster import CHUNK, DIM, external_id, unit_chunks, write_roster  # noqa: E402
 
-DIM = 128
 MODEL_ID = "bench-model"
 FACES_PER_PERSON = 5
-CHUNK = 20_000  # rows per import transaction (a multiple of FACES_PER_PERSON)
 PROBES = 200
 TOP = 5
 NEAR_NOISE = 0.3  # expected L2 distance of a near-duplicate probe from its enrolled face
-
-
-def unit_chunks(n: int, seed: int, chunk: int = CHUNK) -> Iterator[np.ndarray]:
-    """``n`` seeded random unit vectors, ``chunk`` at a time (the same sequence for the same seed)."""
-    rng = np.random.default_rng(seed)
-    for start in range(0, n, chunk):
-        block = rng.standard_normal((min(chunk, n - start), DIM), dtype=np.float32)
-        yield block / np.linalg.norm(block, axis=1, keepdims=True)
 
 
 def rss_mb() -> tuple[float, float]:
@@ -77,51 +67,6 @@ def rss_mb() -> tuple[float, float]:
     except OSError:
         pass
     return now, peak
-
-
-def external_id(person_id: int) -> str:
-    return f"E{person_id:07d}"
-
-
-def import_roster(database: str, n: int, seed: int) -> float:
-    """Create the database and bulk-insert ``n`` faces; returns the seconds taken."""
-    rng = np.random.default_rng(seed + 1)  # photo hashes and boxes; vectors come from unit_chunks
-    start = time.perf_counter()
-    engine = make_engine(database)
-    try:
-        upgrade_database(engine)
-        Session = session_factory(engine)
-        now = datetime.now(UTC)
-        face_id = 0
-        for vectors in unit_chunks(n, seed):
-            first_person = face_id // FACES_PER_PERSON + 1
-            last_person = (face_id + len(vectors) - 1) // FACES_PER_PERSON + 1
-            people = [{"id": p, "external_id": external_id(p), "name": f"Person {p}", "active": True,
-                       "attributes": None, "created_at": now, "updated_at": now}
-                      for p in range(first_person, last_person + 1)]
-            boxes = rng.uniform(0, 200, (len(vectors), 4))
-            scores = rng.uniform(0.8, 1.0, len(vectors))
-            hashes = rng.bytes(32 * len(vectors)).hex()
-            faces = []
-            for row, vector in enumerate(vectors):
-                face_id += 1
-                x, y, w, h = boxes[row]
-                faces.append({
-                    "id": face_id, "person_id": (face_id - 1) // FACES_PER_PERSON + 1,
-                    "encoding": encoding_to_bytes(vector), "model_id": MODEL_ID,
-                    "photo_sha256": hashes[64 * row:64 * row + 64],
-                    "box_x": float(x), "box_y": float(y), "box_w": float(w), "box_h": float(h),
-                    "score": float(scores[row]), "crop_path": None, "created_at": now, "updated_at": now,
-                })
-            with Session() as session, session.begin():
-                session.execute(insert(Person), people)
-                session.execute(insert(Face), faces)
-            del people, faces
-        with Session() as session, session.begin():
-            bump_generation(session)
-        return time.perf_counter() - start
-    finally:
-        engine.dispose()
 
 
 def database_bytes(database: str) -> int:
@@ -159,15 +104,15 @@ def make_probes(bare: faiss.IndexFlatL2, n: int, seed: int) -> tuple[np.ndarray,
     return probes, np.concatenate([np.full(PROBES - half, -1), rows])
 
 
-def latencies(roster: Roster, bare: faiss.IndexFlatL2, probes: np.ndarray, sources: np.ndarray,
+def latencies(core: Facerec, roster: Roster, bare: faiss.IndexFlatL2, probes: np.ndarray, sources: np.ndarray,
               k: int) -> dict:
-    """p50/p99 (ms) of one-probe-at-a-time roster.nearest_people and bare search, taking turns."""
+    """p50/p99 (ms) of one-probe-at-a-time nearest_people and bare search, taking turns."""
     ours, floor, hits = [], [], 0
     warm = 5
     for number, (probe, source) in enumerate(zip(np.concatenate([probes[:warm], probes]),
                                                  np.concatenate([sources[:warm], sources]))):
         t0 = time.perf_counter()
-        candidates = roster.nearest_people(probe, top=TOP)
+        candidates = core.recognition.nearest_people(probe, TOP, roster)
         t1 = time.perf_counter()
         bare.search(probe[None, :], k)
         t2 = time.perf_counter()
@@ -183,6 +128,12 @@ def latencies(roster: Roster, bare: faiss.IndexFlatL2, probes: np.ndarray, sourc
             "top1": f"{hits}/{int((sources >= 0).sum())}"}
 
 
+def opened(config) -> Roster:
+    roster = Roster(config, MODEL_ID)
+    roster.index.load()
+    return roster
+
+
 def timed(fn):
     start = time.perf_counter()
     result = fn()
@@ -194,17 +145,18 @@ def measure(n: int) -> dict:
     seed = n
     with tempfile.TemporaryDirectory(prefix="facerec-roster-bench-") as home:
         config = load_config(home=str(home))
-        import_s = import_roster(config.database, n, seed)
+        import_s = write_roster(config.database, n, seed, MODEL_ID, FACES_PER_PERSON)
         db_bytes = database_bytes(config.database)
 
-        roster, open_s = timed(lambda: Roster(config, MODEL_ID))
+        roster, open_s = timed(lambda: opened(config))
         _, reindex_s = timed(roster.rebuild_index)
-        assert len(roster.index) == n, f"index holds {len(roster.index)} of {n} faces"
+        assert roster.searchable_faces() == n, f"index holds {roster.searchable_faces()} of {n} faces"
         index_mb = (config.index_dir / INDEX_FILE).stat().st_size / 1e6
 
         bare = bare_index(n, seed)
         probes, sources = make_probes(bare, n, seed)
-        latency = latencies(roster, bare, probes, sources, config.index_k)
+        core = Facerec(config)  # the application's ranking rule; its own roster and model stay unopened
+        latency = latencies(core, roster, bare, probes, sources, config.index_k)
         rss_now, rss_peak = rss_mb()
         roster.close()
         del roster, bare, probes
@@ -234,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     faiss.omp_set_num_threads(args.threads)
 
-    print(f"facerec roster: SQLite + FaceIndex via service.roster.Roster; faiss {faiss.__version__}, "
+    print(f"facerec roster: SQLite + FaceIndex via service.roster.roster.Roster; faiss {faiss.__version__}, "
           f"{os.cpu_count()} cores, {faiss.omp_get_max_threads()} OpenMP thread(s); {FACES_PER_PERSON} faces "
           f"per person, {CHUNK:,} rows per import transaction; {PROBES} single probes "
           f"(half near-duplicates), nearest_people top={TOP}, flat k=index.k")

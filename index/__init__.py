@@ -3,15 +3,12 @@
 Knows vectors and ids only; nothing here imports from ``service``.
 """
 
-from index.faces import (
-    DEFAULT_DIM,
+from index.faces import DEFAULT_DIM, DuplicateIdError, FaceIndex, IndexInputError
+from index.saved import (
     FORMAT_VERSION,
     INDEX_FILE,
     MANIFEST_FILE,
-    DuplicateIdError,
-    FaceIndex,
     IndexCorrupt,
-    IndexInputError,
     IndexLoadError,
     IndexMissing,
     IndexStale,

@@ -2,31 +2,30 @@
 
 This module knows vectors and integer ids only. What an id stands for, and where the encodings
 really live, is the caller's business. A saved index is a cache of the database, so every reason a
-save cannot be used is an :class:`IndexLoadError`, and the answer to all of them is to rebuild.
+save cannot be used is an :class:`IndexLoadError` (see ``index.saved``), and the answer to all of
+them is to rebuild.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import operator
 import os
-import tempfile
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, get_type_hints
+from typing import Callable
 
 import faiss
 import numpy as np
 
-FORMAT_VERSION = 1
-INDEX_FILE = "faces.faiss"
-MANIFEST_FILE = "manifest.json"
-DEFAULT_DIM = 128
+from index.saved import (
+    FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, Manifest, check_current, checked_ids, fsync_directory, read_index, read_manifest,
+    temporary_path, write_durably, write_index,
+)
 
-_HASH_BLOCK = 1 << 20
+DEFAULT_DIM = 128
 # Exact distances are recomputed this many queries at a time, which bounds the (m, k, dim) temporary.
 _REFINE_QUERIES = 4096
 
@@ -40,79 +39,6 @@ class IndexInputError(ValueError):
 
 class DuplicateIdError(IndexInputError):
     """An id is already in the index, or appears twice in one call."""
-
-
-class IndexLoadError(Exception):
-    """A saved index cannot be used as it is; the caller rebuilds it from the database."""
-
-    def __init__(self, directory: Path | str, problem: str):
-        self.directory = Path(directory)
-        self.problem = problem
-        super().__init__(f"saved face index in {self.directory}: {problem}; "
-                         "it will be rebuilt from the database")
-
-
-class IndexMissing(IndexLoadError):
-    """No manifest or no index file: nothing was saved yet, or it was deleted."""
-
-
-class IndexCorrupt(IndexLoadError):
-    """The files exist but do not hold what the manifest says (or the manifest is unreadable)."""
-
-
-class IndexStale(IndexLoadError):
-    """A sound index, but for another model, generation or file format."""
-
-
-# --- manifest -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What ``manifest.json`` says about the index file beside it."""
-
-    format_version: int
-    model_id: str
-    dim: int
-    count: int
-    generation: int
-    sha256: str
-    created_at: str
-    faiss_version: str
-
-
-def _manifest_types() -> dict[str, type]:
-    return get_type_hints(Manifest)
-
-
-def read_manifest(directory: Path) -> Manifest:
-    """The manifest in ``directory``; :class:`IndexMissing` or :class:`IndexCorrupt` if unusable."""
-    path = Path(directory) / MANIFEST_FILE
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise IndexMissing(directory, f"no {MANIFEST_FILE}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise IndexCorrupt(directory, f"cannot read {MANIFEST_FILE} ({exc})") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise IndexCorrupt(directory, f"{MANIFEST_FILE} is not valid JSON ({exc})") from exc
-    return _manifest_from_json(directory, data)
-
-
-def _manifest_from_json(directory: Path, data: Any) -> Manifest:
-    """Check every field's presence and type; keys this version does not know are ignored."""
-    if not isinstance(data, dict):
-        raise IndexCorrupt(directory, f"{MANIFEST_FILE} is not a JSON object")
-    values = {}
-    for name, kind in _manifest_types().items():
-        value = data.get(name)
-        # bool is an int to Python, but never a valid count or version here.
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise IndexCorrupt(directory, f"{MANIFEST_FILE} has no valid {name!r} (found {value!r})")
-        values[name] = value
-    return Manifest(**values)
 
 
 # --- the index ----------------------------------------------------------------------------------
@@ -219,20 +145,20 @@ class FaceIndex:
         directory.mkdir(parents=True, exist_ok=True)
         temporary: list[Path] = []
         try:
-            index_tmp = _temporary_path(directory, INDEX_FILE, temporary)
+            index_tmp = temporary_path(directory, INDEX_FILE, temporary)
             with self._lock:  # a consistent snapshot; searches wait only for the write, not the fsync
                 count = len(self)
-                digest = _write_index(self._index, index_tmp)
+                digest = write_index(self._index, index_tmp)
             manifest = Manifest(
                 format_version=FORMAT_VERSION, model_id=model_id, dim=self._dim, count=count,
                 generation=generation, sha256=digest,
                 created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 faiss_version=faiss.__version__)
-            manifest_tmp = _temporary_path(directory, MANIFEST_FILE, temporary)
-            _write_durably(manifest_tmp, (json.dumps(asdict(manifest), indent=2) + "\n").encode())
+            manifest_tmp = temporary_path(directory, MANIFEST_FILE, temporary)
+            write_durably(manifest_tmp, (json.dumps(asdict(manifest), indent=2) + "\n").encode())
             os.replace(index_tmp, directory / INDEX_FILE)
             os.replace(manifest_tmp, directory / MANIFEST_FILE)
-            _fsync_directory(directory)
+            fsync_directory(directory)
         finally:
             for path in temporary:
                 path.unlink(missing_ok=True)
@@ -246,11 +172,11 @@ class FaceIndex:
         """
         directory = Path(directory)
         manifest = read_manifest(directory)
-        _check_current(directory, manifest, model_id, generation)
-        raw = _read_index(directory, manifest)
+        check_current(directory, manifest, model_id, generation)
+        raw = read_index(directory, manifest)
         index = cls(manifest.dim)
         index._index = raw
-        index._ids = _checked_ids(directory, raw)
+        index._ids = checked_ids(directory, raw)
         return index
 
     @classmethod
@@ -356,121 +282,3 @@ def _check_unique(ids: np.ndarray) -> None:
 def _sample(ids: np.ndarray, limit: int = 5) -> str:
     shown = ", ".join(str(int(i)) for i in ids[:limit])
     return f"[{shown}{', ...' if ids.size > limit else ''}]"
-
-
-# --- persistence --------------------------------------------------------------------------------
-
-
-def _temporary_path(directory: Path, name: str, registry: list[Path]) -> Path:
-    """A fresh file beside ``name`` (same filesystem, so os.replace is atomic), remembered in registry."""
-    fd, path = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-    os.close(fd)
-    registry.append(Path(path))
-    return Path(path)
-
-
-def _write_index(index: faiss.Index, path: Path) -> str:
-    """Serialise ``index`` to ``path``, fsync it, and return its sha256, in one pass over the bytes."""
-    digest = hashlib.sha256()
-    with open(path, "wb") as file:
-        def write(block: bytes) -> int:
-            digest.update(block)
-            return file.write(block)
-
-        faiss.write_index(index, faiss.PyCallbackIOWriter(write))
-        file.flush()
-        os.fsync(file.fileno())
-    return digest.hexdigest()
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    with open(path, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the renames themselves durable (POSIX; a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _check_current(directory: Path, manifest: Manifest, model_id: str, generation: int | None) -> None:
-    """IndexStale unless the manifest is this format, this model and (if given) this generation."""
-    if manifest.format_version != FORMAT_VERSION:
-        raise IndexStale(directory, f"file format version {manifest.format_version}, "
-                                    f"this code reads version {FORMAT_VERSION}")
-    if manifest.model_id != model_id:
-        raise IndexStale(directory, f"built for model {manifest.model_id!r}, the current model is {model_id!r}")
-    if generation is not None and manifest.generation != generation:
-        raise IndexStale(directory, f"saved at generation {manifest.generation}, "
-                                    f"the database is at generation {generation}")
-
-
-def _read_index(directory: Path, manifest: Manifest) -> faiss.IndexIDMap2:
-    """The FAISS index file, checked against the manifest's checksum, dim and count."""
-    path = directory / INDEX_FILE
-    try:
-        file = open(path, "rb")
-    except FileNotFoundError:
-        raise IndexMissing(directory, f"{MANIFEST_FILE} is there but {INDEX_FILE} is not") from None
-    except OSError as exc:
-        raise IndexCorrupt(directory, f"cannot open {INDEX_FILE} ({exc})") from exc
-    with file:
-        # The checksum is verified before FAISS parses anything, so a damaged header cannot make it
-        # allocate nonsense; reading through the same open file means a concurrent save cannot swap
-        # the bytes between the check and the parse.
-        digest = _sha256_of(file)
-        if digest != manifest.sha256:
-            raise IndexCorrupt(directory, f"{INDEX_FILE} has sha256 {digest[:12]}..., the manifest "
-                                          f"says {manifest.sha256[:12]}... (changed or half-written)")
-        file.seek(0)
-        try:
-            raw = faiss.read_index(faiss.PyCallbackIOReader(file.read))
-        except RuntimeError as exc:
-            raise IndexCorrupt(directory, f"FAISS cannot read {INDEX_FILE} ({_first_line(exc)})") from exc
-    _check_structure(directory, manifest, raw)
-    return raw
-
-
-def _sha256_of(file: BinaryIO) -> str:
-    digest = hashlib.sha256()
-    while block := file.read(_HASH_BLOCK):
-        digest.update(block)
-    return digest.hexdigest()
-
-
-def _check_structure(directory: Path, manifest: Manifest, raw: faiss.Index) -> None:
-    """An IndexIDMap2 over a flat L2 index whose dim and count are the manifest's."""
-    if not isinstance(raw, faiss.IndexIDMap2):
-        raise IndexCorrupt(directory, f"{INDEX_FILE} holds a {type(raw).__name__}, not an IndexIDMap2")
-    inner = faiss.downcast_index(raw.index)
-    if not isinstance(inner, faiss.IndexFlat) or inner.metric_type != faiss.METRIC_L2:
-        raise IndexCorrupt(directory, f"{INDEX_FILE} wraps a {type(inner).__name__}, not a flat L2 index")
-    if raw.d != manifest.dim:
-        raise IndexCorrupt(directory, f"{INDEX_FILE} has dim {raw.d}, the manifest says {manifest.dim}")
-    if raw.ntotal != manifest.count:
-        raise IndexCorrupt(directory, f"{INDEX_FILE} holds {raw.ntotal} vectors, the manifest says {manifest.count}")
-
-
-def _checked_ids(directory: Path, raw: faiss.IndexIDMap2) -> np.ndarray:
-    """The sorted ids of a loaded index, which must be unique and non-negative as when saved."""
-    ids = np.sort(faiss.vector_to_array(raw.id_map).astype(np.int64, copy=False))
-    if ids.size != raw.ntotal:
-        raise IndexCorrupt(directory, f"{INDEX_FILE} has {ids.size} ids for {raw.ntotal} vectors")
-    if ids.size and (ids[0] < 0 or (ids[1:] == ids[:-1]).any()):
-        raise IndexCorrupt(directory, f"{INDEX_FILE} holds negative or repeated ids")
-    return ids
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

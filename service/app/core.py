@@ -58,6 +58,10 @@ class Facerec:
             self._announce(f"model loaded in {time.monotonic() - started:.1f} s")
         return self._pipeline
 
+    def load_model(self) -> Pipeline:
+        """Load the networks now rather than on first use (a server worker, before it answers)."""
+        return self.pipeline
+
     @property
     def model_id(self) -> str:
         """The id this configuration's encodings carry; known without loading the model."""

@@ -43,16 +43,8 @@ def verify(args, core, out) -> int:
         person = str(paths.pop())
     photos = existing_photos(paths)
     gallery = _gallery(args, core, out)
-    counts = {"photos": len(photos), "accepted": 0, "rejected": 0, "errors": 0}
-    for path in photos:
-        try:
-            result = core.recognition.verify(Photo.from_path(path), person, args.threshold, gallery=gallery)
-        except PhotoError as exc:
-            counts["errors"] += 1
-            out.error(exc.code, exc.message, photo=str(path))
-            continue
-        counts["accepted" if result.match else "rejected"] += 1
-        out.line(result.to_json(), _verification_text(result))
+    counts = _answer_each(out, photos, ("accepted", "rejected"), lambda result: result.match, _verification_text,
+                          lambda photo: core.recognition.verify(photo, person, args.threshold, gallery=gallery))
     _summary(out, counts, f"{counts['photos']} photo(s): {counts['accepted']} accepted, "
                           f"{counts['rejected']} rejected, {counts['errors']} not usable")
     return 2 if counts["errors"] else 1 if counts["rejected"] else 0
@@ -61,20 +53,30 @@ def verify(args, core, out) -> int:
 def identify(args, core, out) -> int:
     photos = existing_photos(list(args.photos))
     gallery = _gallery(args, core, out)
-    counts = {"photos": len(photos), "matched": 0, "not_matched": 0, "errors": 0}
+    counts = _answer_each(out, photos, ("matched", "not_matched"), lambda result: result.matched,
+                          _identification_text,
+                          lambda photo: core.recognition.identify(photo, args.top, args.all_faces, args.threshold,
+                                                                  gallery=gallery))
+    _summary(out, counts, f"{counts['photos']} photo(s): {counts['matched']} matched, "
+                          f"{counts['not_matched']} not in the database, {counts['errors']} not usable")
+    return 2 if counts["errors"] else 1 if counts["not_matched"] else 0
+
+
+def _answer_each(out, photos: list[Path], outcomes: tuple[str, str], is_yes, text, ask) -> dict:
+    """Ask about each photo in turn and print each answer as it comes; a photo that cannot be used is
+    reported and the run goes on. Returns the counts: photos, each outcome (yes, no), errors."""
+    yes, no = outcomes
+    counts = {"photos": len(photos), yes: 0, no: 0, "errors": 0}
     for path in photos:
         try:
-            result = core.recognition.identify(Photo.from_path(path), args.top, args.all_faces, args.threshold,
-                                               gallery=gallery)
+            result = ask(Photo.from_path(path))
         except PhotoError as exc:
             counts["errors"] += 1
             out.error(exc.code, exc.message, photo=str(path))
             continue
-        counts["matched" if result.matched else "not_matched"] += 1
-        out.line(result.to_json(), _identification_text(result))
-    _summary(out, counts, f"{counts['photos']} photo(s): {counts['matched']} matched, "
-                          f"{counts['not_matched']} not in the database, {counts['errors']} not usable")
-    return 2 if counts["errors"] else 1 if counts["not_matched"] else 0
+        counts[yes if is_yes(result) else no] += 1
+        out.line(result.to_json(), text(result))
+    return counts
 
 
 def _gallery(args, core, out):

@@ -40,7 +40,7 @@ class State:
         # and the worker's request threads already run in parallel.
         faiss.omp_set_num_threads(1)
         started = time.monotonic()
-        self.core.pipeline
+        self.core.load_model()
         status = self.core.upkeep.status()
         log.warning("worker ready in %.1f s: %d faces indexed, generation %d",
                     time.monotonic() - started, status.indexed, status.generation)

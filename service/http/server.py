@@ -63,17 +63,17 @@ def gunicorn_options(config: Config) -> dict:
 
 def serve(config: Config, host: str | None = None, port: int | None = None, workers: int | None = None) -> int:
     """Apply migrations, check the auth setup, then run gunicorn until it is stopped."""
-    from service.roster.database import make_engine, upgrade_database
+    from service.app import Facerec
 
     server = replace(config.server, **{k: v for k, v in (("host", host), ("port", port), ("workers", workers))
                                        if v is not None})
     config = replace(config, server=server)
     check_startable(config.auth, server.host)
-    engine = make_engine(config.database)  # once here, so the workers do not race to migrate
+    core = Facerec(config)  # migrate once here, so the workers do not race to
     try:
-        upgrade_database(engine)
+        core.upkeep.upgrade_database()
     finally:
-        engine.dispose()
+        core.close()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     FacerecServer(config, gunicorn_options(config)).run()
     return 0

@@ -1,0 +1,218 @@
+"""A saved index: the FAISS file and its manifest, written atomically and checked when read.
+
+A saved index is a cache of the database, so every reason it cannot be used is an
+:class:`IndexLoadError`, and the answer to all of them is to rebuild.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, get_type_hints
+
+import faiss
+import numpy as np
+
+FORMAT_VERSION = 1
+INDEX_FILE = "faces.faiss"
+MANIFEST_FILE = "manifest.json"
+
+_HASH_BLOCK = 1 << 20
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class IndexLoadError(Exception):
+    """A saved index cannot be used as it is; the caller rebuilds it from the database."""
+
+    def __init__(self, directory: Path | str, problem: str):
+        self.directory = Path(directory)
+        self.problem = problem
+        super().__init__(f"saved face index in {self.directory}: {problem}; "
+                         "it will be rebuilt from the database")
+
+
+class IndexMissing(IndexLoadError):
+    """No manifest or no index file: nothing was saved yet, or it was deleted."""
+
+
+class IndexCorrupt(IndexLoadError):
+    """The files exist but do not hold what the manifest says (or the manifest is unreadable)."""
+
+
+class IndexStale(IndexLoadError):
+    """A sound index, but for another model, generation or file format."""
+
+
+# --- manifest -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What ``manifest.json`` says about the index file beside it."""
+
+    format_version: int
+    model_id: str
+    dim: int
+    count: int
+    generation: int
+    sha256: str
+    created_at: str
+    faiss_version: str
+
+
+def _manifest_types() -> dict[str, type]:
+    return get_type_hints(Manifest)
+
+
+def read_manifest(directory: Path) -> Manifest:
+    """The manifest in ``directory``; :class:`IndexMissing` or :class:`IndexCorrupt` if unusable."""
+    path = Path(directory) / MANIFEST_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise IndexMissing(directory, f"no {MANIFEST_FILE}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IndexCorrupt(directory, f"cannot read {MANIFEST_FILE} ({exc})") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise IndexCorrupt(directory, f"{MANIFEST_FILE} is not valid JSON ({exc})") from exc
+    return _manifest_from_json(directory, data)
+
+
+def _manifest_from_json(directory: Path, data: Any) -> Manifest:
+    """Check every field's presence and type; keys this version does not know are ignored."""
+    if not isinstance(data, dict):
+        raise IndexCorrupt(directory, f"{MANIFEST_FILE} is not a JSON object")
+    values = {}
+    for name, kind in _manifest_types().items():
+        value = data.get(name)
+        # bool is an int to Python, but never a valid count or version here.
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise IndexCorrupt(directory, f"{MANIFEST_FILE} has no valid {name!r} (found {value!r})")
+        values[name] = value
+    return Manifest(**values)
+
+
+# --- persistence --------------------------------------------------------------------------------
+
+
+def temporary_path(directory: Path, name: str, registry: list[Path]) -> Path:
+    """A fresh file beside ``name`` (same filesystem, so os.replace is atomic), remembered in registry."""
+    fd, path = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    os.close(fd)
+    registry.append(Path(path))
+    return Path(path)
+
+
+def write_index(index: faiss.Index, path: Path) -> str:
+    """Serialise ``index`` to ``path``, fsync it, and return its sha256, in one pass over the bytes."""
+    digest = hashlib.sha256()
+    with open(path, "wb") as file:
+        def write(block: bytes) -> int:
+            digest.update(block)
+            return file.write(block)
+
+        faiss.write_index(index, faiss.PyCallbackIOWriter(write))
+        file.flush()
+        os.fsync(file.fileno())
+    return digest.hexdigest()
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    with open(path, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make the renames themselves durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def check_current(directory: Path, manifest: Manifest, model_id: str, generation: int | None) -> None:
+    """IndexStale unless the manifest is this format, this model and (if given) this generation."""
+    if manifest.format_version != FORMAT_VERSION:
+        raise IndexStale(directory, f"file format version {manifest.format_version}, "
+                                    f"this code reads version {FORMAT_VERSION}")
+    if manifest.model_id != model_id:
+        raise IndexStale(directory, f"built for model {manifest.model_id!r}, the current model is {model_id!r}")
+    if generation is not None and manifest.generation != generation:
+        raise IndexStale(directory, f"saved at generation {manifest.generation}, "
+                                    f"the database is at generation {generation}")
+
+
+def read_index(directory: Path, manifest: Manifest) -> faiss.IndexIDMap2:
+    """The FAISS index file, checked against the manifest's checksum, dim and count."""
+    path = directory / INDEX_FILE
+    try:
+        file = open(path, "rb")
+    except FileNotFoundError:
+        raise IndexMissing(directory, f"{MANIFEST_FILE} is there but {INDEX_FILE} is not") from None
+    except OSError as exc:
+        raise IndexCorrupt(directory, f"cannot open {INDEX_FILE} ({exc})") from exc
+    with file:
+        # The checksum is verified before FAISS parses anything, so a damaged header cannot make it
+        # allocate nonsense; reading through the same open file means a concurrent save cannot swap
+        # the bytes between the check and the parse.
+        digest = _sha256_of(file)
+        if digest != manifest.sha256:
+            raise IndexCorrupt(directory, f"{INDEX_FILE} has sha256 {digest[:12]}..., the manifest "
+                                          f"says {manifest.sha256[:12]}... (changed or half-written)")
+        file.seek(0)
+        try:
+            raw = faiss.read_index(faiss.PyCallbackIOReader(file.read))
+        except RuntimeError as exc:
+            raise IndexCorrupt(directory, f"FAISS cannot read {INDEX_FILE} ({_first_line(exc)})") from exc
+    _check_structure(directory, manifest, raw)
+    return raw
+
+
+def _sha256_of(file: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    while block := file.read(_HASH_BLOCK):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_structure(directory: Path, manifest: Manifest, raw: faiss.Index) -> None:
+    """An IndexIDMap2 over a flat L2 index whose dim and count are the manifest's."""
+    if not isinstance(raw, faiss.IndexIDMap2):
+        raise IndexCorrupt(directory, f"{INDEX_FILE} holds a {type(raw).__name__}, not an IndexIDMap2")
+    inner = faiss.downcast_index(raw.index)
+    if not isinstance(inner, faiss.IndexFlat) or inner.metric_type != faiss.METRIC_L2:
+        raise IndexCorrupt(directory, f"{INDEX_FILE} wraps a {type(inner).__name__}, not a flat L2 index")
+    if raw.d != manifest.dim:
+        raise IndexCorrupt(directory, f"{INDEX_FILE} has dim {raw.d}, the manifest says {manifest.dim}")
+    if raw.ntotal != manifest.count:
+        raise IndexCorrupt(directory, f"{INDEX_FILE} holds {raw.ntotal} vectors, the manifest says {manifest.count}")
+
+
+def checked_ids(directory: Path, raw: faiss.IndexIDMap2) -> np.ndarray:
+    """The sorted ids of a loaded index, which must be unique and non-negative as when saved."""
+    ids = np.sort(faiss.vector_to_array(raw.id_map).astype(np.int64, copy=False))
+    if ids.size != raw.ntotal:
+        raise IndexCorrupt(directory, f"{INDEX_FILE} has {ids.size} ids for {raw.ntotal} vectors")
+    if ids.size and (ids[0] < 0 or (ids[1:] == ids[:-1]).any()):
+        raise IndexCorrupt(directory, f"{INDEX_FILE} holds negative or repeated ids")
+    return ids
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
