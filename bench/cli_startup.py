@@ -56,7 +56,8 @@ def measure(project: Path, argv: list[str], home: Path, runs: int) -> tuple[floa
         seconds, code, _ = run(project, argv, home)
         times.append(seconds)
     _, _, stderr = run(project, argv, home, importtime=True)
-    loads_tf = any(line.rstrip().endswith("| tensorflow") for line in stderr.splitlines())
+    loads_tf = any(line.startswith("import time:") and line.rsplit("|", 1)[-1].strip() == "tensorflow"
+                   for line in stderr.splitlines())
     return statistics.median(times), loads_tf, code
 
 

@@ -49,7 +49,7 @@ def run_demo(core: Facerec, out, scene: str = "auto", data: Path | None = None, 
         seen = [{"truth": truth, **_asked(lambda: door.recognition.identify(Photo(photo.name, photo), top_k=1,
                                                                             threshold=threshold), "identification")}
                 for photo, truth in chosen.cameras]
-        roster = str(door.roster.config.database)
+        roster = str(door.config.database)
     finally:
         door.close()
     report = {"scene": chosen.name, "photos": str(chosen.folder), "model": door.model_id, "roster": roster,

@@ -107,14 +107,15 @@ BAD_INPUTS = {
 def test_bad_input_gets_its_own_error_and_changes_nothing(case, capsys, pipeline, roster_dir, celebrity_dir, tmp_path):
     code_expected, make = BAD_INPUTS[case]
     photo = make(celebrity_dir, tmp_path / f"{case}.jpg")
+    home = tmp_path / "home"
     before = snapshot(roster_dir), snapshot(tmp_path)
     code, out, err = run(capsys, pipeline, "verify", str(photo), "--person", "ben_afflek", "--roster", str(roster_dir),
-                         "--json")
+                         "--json", "--home", str(home))
     assert code == EXIT_INPUT_ERROR
     error = json.loads(out.splitlines()[0])["error"]  # a missing photo stops the run before any model load
     assert error["code"] == code_expected
     assert [line for line in err.splitlines() if not line.startswith("warning:")] == [f"error: {error['message']}"]
-    assert (snapshot(roster_dir), snapshot(tmp_path)) == before
+    assert (snapshot(roster_dir), snapshot(tmp_path)) == before and not home.exists()
 
 
 def test_unknown_person_and_missing_roster(capsys, pipeline, roster_dir, celebrity_dir, tmp_path):
@@ -232,3 +233,13 @@ def test_every_command_has_help_an_example_and_only_its_options():
 def test_version():
     done = subprocess.run([str(console_script()), "--version"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("facerec ")
+
+
+def test_an_unexpected_failure_is_exit_3_with_a_json_error(capsys, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "facerec.db").write_bytes(b"this is not a database " * 100)
+    code, out, err = run(capsys, None, "people", "list", "--home", str(home), "--json")
+    error = json.loads(out)["error"]
+    assert code == 3 and error["code"] == "internal" and "DatabaseError" in error["message"]
+    assert "Traceback" not in err

@@ -48,7 +48,7 @@ def assert_index_matches_database(home: Path, model_id: str):
         assert set(saved.ids().tolist()) == ids
     roster = Roster(load_config(home=str(home)), model_id)
     try:
-        assert set(roster.index.index.ids().tolist()) == ids and roster.index.generation == generation
+        assert set(roster.index.face_index.ids().tolist()) == ids and roster.index.generation == generation
     finally:
         roster.close()
 
@@ -127,8 +127,26 @@ def test_enroll_reports_each_photo_and_refuses_cleanly(capsys, pipeline, tmp_pat
     assert code == EXIT_INPUT_ERROR
     code, out, _ = cli(capsys, pipeline, home, "people", "list", "--json")
     assert [p["id"] for p in json.loads(out)["people"]] == ["E042"]
-    assert not (home / "crops" / "2").exists()
+    # A request that enrolls nothing changes nothing, not even the name it carries.
+    code, _, _ = cli(capsys, pipeline, home, "enroll", "E042", str(bad), "--name", "Someone else")
+    assert code == EXIT_INPUT_ERROR
+    code, out, _ = cli(capsys, pipeline, home, "people", "show", "E042", "--json")
+    assert json.loads(out)["name"] == "M."
     assert_index_matches_database(home, pipeline.model_id)
+
+
+def test_an_interrupted_import_leaves_no_faceless_people(capsys, pipeline, tmp_path, celebrity_dir, monkeypatch):
+    home = tmp_path / "home"
+
+    def interrupted(faces):  # fault injection: Ctrl-C while the first batch is being encoded
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "encode", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main(["import", str(celebrity_dir / "train"), "--home", str(home), "--json"], pipeline=pipeline)
+    monkeypatch.undo()
+    code, out, _ = cli(capsys, pipeline, home, "people", "list", "--json")
+    assert code == EXIT_MATCH and json.loads(out)["people"] == []
 
 
 def test_remove_face_and_person(capsys, pipeline, tmp_path, celebrity_dir):

@@ -9,7 +9,7 @@ from service.app import inputs
 from service.app.results import FaceMatch
 from service.app.rules import accepts, by_prominence, dominant_face, l2_distances, person_distance, rank_people
 from service.errors import FacerecError, Forbidden, MultipleFaces, NoFace, UnknownPerson
-from service.pipeline.pipeline import AlignedFace, PhotoFaces
+from service.pipeline.faces import AlignedFace, PhotoFaces
 from service.roster.memory import MemoryRoster
 
 
@@ -38,6 +38,13 @@ def test_a_person_is_as_near_as_their_nearest_photo(roster):
 
 def test_threshold_is_strict():
     assert accepts(0.69999, 0.7) and not accepts(0.7, 0.7)
+
+
+def test_verification_matches_only_under_its_threshold():
+    from service.app.results import Verification
+
+    at = Verification("p", "ada", 0.7, 0.7, (0, 0, 1, 1), 0.99, 1)
+    assert not at.match and Verification("p", "ada", 0.7, 0.7000001, (0, 0, 1, 1), 0.99, 1).match
 
 
 def test_people_ranked_by_their_nearest_face_and_counted_once(roster):
@@ -74,6 +81,14 @@ def test_the_largest_face_dominates_when_twice_the_next():
     photo = PhotoFaces(800, 600, [small, big])  # the detector's order does not matter
     assert dominant_face(photo, "p") is big
     assert by_prominence(photo) == [big, small]
+
+
+def test_twice_the_area_exactly_is_enough():
+    big, small = face(0, 0, 200, 100), face(300, 0, 100, 100)  # 20000 = 2 x 10000
+    assert dominant_face(PhotoFaces(800, 600, [small, big]), "p") is big
+    nearly = face(0, 0, 199.9, 100)
+    with pytest.raises(MultipleFaces):
+        dominant_face(PhotoFaces(800, 600, [small, nearly]), "p")
 
 
 def test_no_face_dominates_below_twice_the_area():

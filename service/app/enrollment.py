@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from service.app import inputs
 from service.app.photos import Photo, photos_by_person, single_faces
 from service.app.results import ACCEPTED, REFUSED, Enrollment, ImportSummary, PhotoOutcome
-from service.errors import FacerecError, PersonExists, UnknownPerson
+from service.errors import FacerecError, UnknownPerson
 
 if TYPE_CHECKING:
     from service.app.core import Facerec
@@ -32,21 +32,17 @@ class EnrollmentService:
         """
         person_id, name = inputs.person_id(person_id), inputs.person_name(name)
         roster = self.core.roster
-        person, created = roster.find_person(person_id), False
-        if person is None:
-            if not create:
-                raise UnknownPerson(f"{person_id!r} is not enrolled")
-            try:
-                person, created = roster.add_person(person_id, name), True
-            except PersonExists:  # created by another process since we looked: theirs it is
-                person = roster.get_person(person_id)
-        if name is not None and name != person.name:
-            person = roster.update_person(person_id, name=name)
+        if create:
+            person, created = roster.ensure_person(person_id, name)
+        else:
+            person, created = roster.get_person(person_id), False
         try:
             outcomes = self._enroll_batch([(person, photo) for photo in photos])
         finally:  # also when enrollment fails outright
             if created:
                 roster.drop_if_faceless([person.id])
+        if name is not None and name != person.name and any(o.enrolled for o in outcomes):
+            roster.update_person(person_id, name=name)  # a request that enrolled nothing changes nothing
         return Enrollment(person_id, tuple(outcomes))
 
     def import_folder(self, folder: Path, batch_size: int = 32, on_outcome: OnOutcome | None = None,
@@ -68,19 +64,24 @@ class EnrollmentService:
             raise FacerecError(f"folder names that cannot be person ids (1 to {inputs.MAX_PERSON_ID} characters, "
                                f"no slashes or control characters): {invalid[:5]}")
         roster = self.core.roster
-        existing = roster.person_ids()
-        rows = {name: roster.ensure_person(inputs.person_id(name))[0] for name in people}
-        work = [(rows[name], Photo.from_path(path)) for name, paths in people.items() for path in paths]
-        summary = ImportSummary(str(folder), photos=len(work))
-        if on_total:
-            on_total(len(work))
-        for start in range(0, len(work), max(1, batch_size)):
-            for outcome in self._enroll_batch(work[start:start + max(1, batch_size)]):
-                summary.count(outcome)
-                if on_outcome:
-                    on_outcome(outcome)
-        new = [rows[name].id for name in people if inputs.person_id(name) not in existing]
-        summary.people = len(people) - roster.drop_if_faceless(new)
+        rows, created = {}, []
+        try:
+            for name in people:
+                rows[name], new = roster.ensure_person(inputs.person_id(name))
+                if new:
+                    created.append(rows[name].id)
+            work = [(rows[name], Photo.from_path(path)) for name, paths in people.items() for path in paths]
+            summary = ImportSummary(str(folder), photos=len(work))
+            if on_total:
+                on_total(len(work))
+            for start in range(0, len(work), max(1, batch_size)):
+                for outcome in self._enroll_batch(work[start:start + max(1, batch_size)]):
+                    summary.count(outcome)
+                    if on_outcome:
+                        on_outcome(outcome)
+        finally:  # people this run created and could give no face are not left behind, even on Ctrl-C
+            dropped = roster.drop_if_faceless(created)
+        summary.people = len(people) - dropped
         summary.seconds = time.monotonic() - started
         return summary
 
@@ -139,8 +140,9 @@ class EnrollmentService:
                                                   faces_found=count)
             elif (person.id, sha) in taken:  # another process stored the same photo first
                 outcomes[position] = _duplicate(person, photo, taken[(person.id, sha)])
-            else:  # the person was deleted while their photos were being encoded
-                raise UnknownPerson(f"{person.external_id!r} was removed during enrollment")
+            else:  # the person was deleted while their photos were being encoded: they stay deleted
+                outcomes[position] = _refused(person, photo, UnknownPerson.code,
+                                              f"{person.external_id!r} was removed during enrollment")
 
 
 def _refused(person: PersonRow, photo: Photo, reason: str, message: str) -> PhotoOutcome:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from service.app import inputs
 from service.app.results import Deletion, EnrolledFace, FaceList, PeoplePage, Person
-from service.errors import UnknownFace
+from service.errors import FacerecError, UnknownFace
 
 if TYPE_CHECKING:
     from service.app.core import Facerec
@@ -48,7 +48,7 @@ class PeopleService:
             changes["attributes"] = inputs.metadata(metadata)
         if active is not _UNSET:
             if not isinstance(active, bool):
-                raise inputs.FacerecError("active is true or false")
+                raise FacerecError("active is true or false")
             changes["active"] = active
         roster = self.core.roster
         row = roster.update_person(inputs.person_id(person_id), **changes)

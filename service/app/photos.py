@@ -16,7 +16,8 @@ from service.errors import FacerecError, ImageError, ImageNotFound
 from service.pipeline.decode import Source, describe_source
 
 if TYPE_CHECKING:
-    from service.pipeline.pipeline import AlignedFace, Pipeline
+    from service.pipeline.faces import AlignedFace
+    from service.pipeline.pipeline import Pipeline
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 

@@ -13,7 +13,9 @@ import numpy as np
 
 from service.app import inputs
 from service.app.photos import Photo, photos_by_person, single_faces
-from service.app.results import REFUSED, Candidate, FaceMatch, Identification, PhotoOutcome, Verification
+from service.app.results import (
+    REFUSED, Candidate, Detection, FaceMatch, Identification, PhotoOutcome, Verification,
+)
 from service.app.rules import by_prominence, person_distance, rank_people
 from service.errors import FacerecError, NoFace
 
@@ -68,6 +70,15 @@ class RecognitionService:
                                   threshold)
                         for face in pipeline.encode(faces if all_faces else faces[:1]))
         return Identification(photo.label, threshold, len(located.faces), matches)
+
+    def detect(self, photo: Photo, encodings: bool = False) -> Detection:
+        """Every face in ``photo``, most prominent first, each encoded when ``encodings``."""
+        pipeline = self.core.pipeline
+        faces = by_prominence(pipeline.locate(photo.source))
+        if encodings:
+            faces = pipeline.encode(faces)
+        return Detection(photo.label, tuple((face.box, face.confidence, None if face.encoding is None else
+                                             tuple(face.encoding.tolist())) for face in faces))
 
     def nearest_people(self, encoding: np.ndarray, top: int, gallery: Gallery | None = None) -> list[Candidate]:
         """The ``top`` nearest people among the ``index.k`` nearest faces, each scored by their nearest face.

@@ -11,14 +11,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from service.app.rules import accepts
+
 # ---- the vocabulary ----------------------------------------------------------------------------------
 
 ACCEPTED, REFUSED = "accepted", "refused"
 ENROLLMENT_STATUSES = (ACCEPTED, REFUSED)
 # Why a photo was refused. The first seven apply to every front end; not_found and unreadable only to
-# photos named by a path (a file that is not there, or cannot be read).
+# photos named by a path (a file that is not there, or cannot be read); unknown_person when the person
+# was deleted while their photos were being enrolled.
 REFUSAL_REASONS = ("not_an_image", "truncated", "empty", "too_large", "no_face", "multiple_faces", "duplicate",
-                   "not_found", "unreadable")
+                   "not_found", "unreadable", "unknown_person")
 # Decision outcomes, as the audit log and the metrics count them.
 VERIFY_OUTCOMES = ("accepted", "rejected", "error")
 IDENTIFY_OUTCOMES = ("match", "no_match", "error")
@@ -75,7 +78,7 @@ class FaceMatch:
     @property
     def match(self) -> str | None:
         nearest = self.distance
-        return self.candidates[0].person if nearest is not None and nearest < self.threshold else None
+        return self.candidates[0].person if nearest is not None and accepts(nearest, self.threshold) else None
 
     def to_json(self) -> dict:
         return {"box": box_json(self.box), "confidence": confidence_json(self.confidence), "match": self.match,
@@ -114,12 +117,27 @@ class Verification:
 
     @property
     def match(self) -> bool:
-        return self.distance < self.threshold
+        return accepts(self.distance, self.threshold)
 
     def to_json(self) -> dict:
         return {"photo": self.photo, "person": self.person, "match": self.match,
                 "distance": distance_json(self.distance), "threshold": self.threshold, "box": box_json(self.box),
                 "confidence": confidence_json(self.confidence), "faces_found": self.faces_found}
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Every face the detector finds in a photo (nothing stored, nothing decided): box, confidence and,
+    when asked for, the encoding."""
+
+    photo: str | None
+    faces: tuple[tuple[tuple[float, float, float, float], float | None, tuple[float, ...] | None], ...]
+
+    def to_json(self) -> dict:
+        return {"photo": self.photo, "faces": [
+            {"box": box_json(box), "confidence": confidence_json(confidence),
+             "encoding": None if encoding is None else [round(float(v), 7) for v in encoding]}
+            for box, confidence, encoding in self.faces]}
 
 
 # ---- enrollment --------------------------------------------------------------------------------------

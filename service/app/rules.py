@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from service.app.results import Candidate
 from service.errors import MultipleFaces, NoFace
+from service.pipeline.faces import AlignedFace, PhotoFaces
 
-if TYPE_CHECKING:  # the pipeline module imports TensorFlow; the rules only read its data
-    from service.pipeline.pipeline import AlignedFace, PhotoFaces
+if TYPE_CHECKING:
+    from service.app.results import Candidate
 
 DOMINANCE = 2.0
 
@@ -42,6 +42,8 @@ def rank_people(hits: Iterable[tuple[float, str | None]]) -> list[Candidate]:
 
     A face whose person is None (inactive, or gone) is skipped.
     """
+    from service.app.results import Candidate  # the result types use these rules too
+
     best: dict[str, float] = {}
     for distance, person in hits:
         if person is not None and person not in best:

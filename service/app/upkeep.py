@@ -63,9 +63,12 @@ class UpkeepService:
             return RosterStatus(False, 0, 0, -1, -1)
         roster = self.core.roster
         index = roster.index
-        len(index)  # loads it on first use
-        index.sync()
-        faces, generation = roster.state()
+        index.load()
+        for _ in range(3):  # a write landing between the catch-up and the count is not a fault: look again
+            index.sync()
+            faces, generation = roster.state()
+            if generation == index.generation:
+                break
         return RosterStatus(True, faces, len(index), generation, index.generation)
 
     def upgrade_database(self) -> None:

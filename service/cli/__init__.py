@@ -1,7 +1,8 @@
 """The ``facerec`` command line: a thin front end over the application core (``service.app``).
 
 Exit codes: 0 match / accepted / done, 1 no match / rejected / done with refusals, 2 usage or input
-error. Text by default; ``--json`` prints each result's one JSON form (the HTTP API's too).
+error, 3 an unexpected failure (a bug, or a broken environment such as an unreadable database). Text by
+default; ``--json`` prints each result's one JSON form (the HTTP API's too).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from service.cli.output import Output
 from service.cli.parser import build_parser
 from service.errors import FacerecError, UsageError
 
-EXIT_MATCH, EXIT_NO_MATCH, EXIT_INPUT_ERROR = 0, 1, 2
+EXIT_MATCH, EXIT_NO_MATCH, EXIT_INPUT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
+log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None, pipeline=None) -> int:
@@ -44,6 +46,11 @@ def main(argv: list[str] | None = None, pipeline=None) -> int:
     except FacerecError as exc:
         out.error(exc.code, exc.message)
         return EXIT_INPUT_ERROR
+    except Exception as exc:  # noqa: BLE001 - never "no match" (exit 1) for a failure, and JSON even then
+        log.info("unexpected error", exc_info=True)
+        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        out.error("internal", f"unexpected {type(exc).__name__}: {detail} (run with -v for the traceback)")
+        return EXIT_INTERNAL
     finally:
         if core is not None:
             core.close()

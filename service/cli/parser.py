@@ -81,14 +81,6 @@ def positive_int(text: str) -> int:
     return value
 
 
-def face_id(text: str) -> int:
-    """A face id as the database can hold it."""
-    value = positive_int(text)
-    if value >= 2**63:
-        raise argparse.ArgumentTypeError(f"no face has id {text}")
-    return value
-
-
 def threshold(text: str) -> float:
     try:
         return float(text)

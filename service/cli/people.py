@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.cli.parser import Commands, face_id, positive_int
+from service.cli.parser import Commands, positive_int
 
 
 def register(commands: Commands) -> None:
@@ -22,7 +22,7 @@ def register(commands: Commands) -> None:
                     example="facerec faces list E042")
     cmd.add_argument("person", help="the person's id")
     cmd = faces.add("remove", remove_face, "delete one face by its id", example="facerec faces remove 117")
-    cmd.add_argument("face_id", type=face_id, help="the face's id (see `facerec faces list`)")
+    cmd.add_argument("face_id", type=int, help="the face's id (see `facerec faces list`)")
 
 
 def list_people(args, core, out) -> int:

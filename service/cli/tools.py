@@ -6,7 +6,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from service.app import inputs
-from service.app.results import box_json, confidence_json
+from service.app import Photo
+from service.app.results import error_json
 from service.cli.enroll import existing_photos
 from service.cli.parser import Commands, threshold
 from service.errors import FacerecError
@@ -47,34 +48,21 @@ def register(commands: Commands) -> None:
 
 
 def detect(args, core, out) -> int:
-    photos = existing_photos(list(args.photos))
-    pipeline = core.pipeline
-    report = []
-    for photo in photos:
+    report, text = [], []
+    for path in existing_photos(list(args.photos)):
         try:
-            found = pipeline.faces(photo)
+            found = core.recognition.detect(Photo.from_path(path), encodings=args.encodings)
         except FacerecError as exc:
-            report.append({"photo": str(photo), "error": {"code": exc.code, "message": exc.message}})
+            report.append({"photo": str(path), **error_json(exc.code, exc.message)})
+            text.append(f"{path}: error: {exc.message}")
             continue
-        report.append({"photo": str(photo), "faces": [_face_json(f, args.encodings) for f in found]})
-    text = []
-    for item in report:
-        if "error" in item:
-            text.append(f"{item['photo']}: error: {item['error']['message']}")
-            continue
-        text.append(f"{item['photo']}: {len(item['faces'])} face(s)")
-        for face in item["faces"]:
-            conf = "" if face["confidence"] is None else f"  confidence {face['confidence']:.3f}"
-            text.append(f"  box x={face['box'][0]} y={face['box'][1]} w={face['box'][2]} h={face['box'][3]}{conf}")
-    out.document({"model": pipeline.model_id, "photos": report}, "\n".join(text))
+        report.append(found.to_json())
+        text.append(f"{path}: {len(found.faces)} face(s)")
+        for box, confidence, _ in found.faces:
+            shown = "" if confidence is None else f"  confidence {confidence:.3f}"
+            text.append(f"  box x={box[0]:.0f} y={box[1]:.0f} w={box[2]:.0f} h={box[3]:.0f}{shown}")
+    out.document({"model": core.model_id, "photos": report}, "\n".join(text))
     return 2 if any("error" in item for item in report) else 0
-
-
-def _face_json(face, with_encoding: bool) -> dict:
-    item = {"box": box_json(face.box), "confidence": confidence_json(face.confidence)}
-    if with_encoding:
-        item["encoding"] = [round(float(v), 7) for v in face.encoding]
-    return item
 
 
 def demo(args, core, out) -> int:

@@ -8,6 +8,7 @@ accepted iff ``distance < threshold`` (strict).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Sequence
 
 import numpy as np
@@ -21,17 +22,22 @@ MAX_DISTANCE = 2.0  # unit vectors are at most 2 apart; also the config's upper 
 THRESHOLD_DECIMALS = 4
 
 
-def pair_distances(vectors: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
-    """L2 distance of each pair, in float64 so thresholds compare exactly."""
+def pair_distances(vectors: np.ndarray, first: np.ndarray, second: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    """L2 distance of each pair (rows ``first[n]``, ``second[n]``), in float64 so thresholds compare
+    exactly; ``chunk`` pairs at a time, so memory does not grow with the number of pairs times 128."""
     vectors = np.asarray(vectors, np.float64)
-    a = np.array([i for i, _ in pairs], dtype=int)
-    b = np.array([j for _, j in pairs], dtype=int)
-    return np.linalg.norm(vectors[a] - vectors[b], axis=1)
+    distances = np.empty(len(first), np.float64)
+    for start in range(0, len(first), chunk):
+        part = slice(start, start + chunk)
+        distances[part] = np.linalg.norm(vectors[first[part]] - vectors[second[part]], axis=1)
+    return distances
 
 
-def all_pairs(people: Sequence[str]) -> list[tuple[int, int, bool]]:
-    """Every unordered pair of photos, genuine when both show the same person."""
-    return [(i, j, people[i] == people[j]) for i in range(len(people)) for j in range(i + 1, len(people))]
+def all_pairs(people: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every unordered pair of photos as index arrays, and whether both show the same person."""
+    first, second = np.triu_indices(len(people), 1)
+    codes = np.unique(np.asarray(people, dtype=object).astype(str), return_inverse=True)[1]
+    return first, second, codes[first] == codes[second]
 
 
 def rates(distances: np.ndarray, same: np.ndarray, threshold: float) -> dict:
@@ -132,10 +138,15 @@ def _summary(values: np.ndarray) -> dict:
 
 # ---- identification ------------------------------------------------------------------------------
 
-def nearest_people(distances: np.ndarray, owners: Sequence[str], k: int) -> list[Candidate]:
-    """As the roster ranks people: the k nearest faces, each person scored by their nearest face."""
-    order = np.argsort(distances, kind="stable")[:k]
-    return rank_people((float(distances[n]), owners[n]) for n in order)
+def people_by_distance(distances: np.ndarray, owners: Sequence[str], k: int) -> list[Candidate]:
+    """As the roster ranks people: the k nearest faces, each person scored by their nearest face.
+
+    Faces at an infinite distance are not in the gallery (the probe itself, held-out strangers).
+    """
+    k = min(k, len(distances))
+    nearest = np.argpartition(distances, k - 1)[:k] if k else np.empty(0, int)
+    order = nearest[np.argsort(distances[nearest], kind="stable")]
+    return rank_people((float(distances[n]), owners[n]) for n in order if np.isfinite(distances[n]))
 
 
 def _rank(candidates: list[Candidate], person: str) -> int | None:
@@ -144,20 +155,38 @@ def _rank(candidates: list[Candidate], person: str) -> int | None:
 
 def identification_report(vectors: np.ndarray, people: Sequence[str], threshold: float, k: int,
                           strangers: float = 0.2, seed: int = 0) -> dict | None:
-    """Leave-one-photo-out ranks (closed set), then an open-set split with some people held out as strangers."""
+    """Leave-one-photo-out ranks (closed set), and an open-set split with a seeded ``strangers`` share
+    of the people held out, whose photos must come back "not in the database".
+
+    One probe's distances at a time (exact, float64): memory grows with the photos, not their square.
+    """
     people = list(people)
-    counts = {p: people.count(p) for p in set(people)}
+    counts = Counter(people)
     probes = [i for i, p in enumerate(people) if counts[p] >= 2]
     if not probes:
         return None
+    held = _strangers(sorted(counts), strangers, seed)
+    enrolled = np.array([p not in held for p in people])
     vectors = np.asarray(vectors, np.float64)
-    dist = np.linalg.norm(vectors[:, None] - vectors[None], axis=-1)
-    everyone = np.arange(len(people))
-    ranks = [_rank(nearest_people(dist[i, everyone != i], [people[j] for j in everyone if j != i], k), people[i])
-             for i in probes]
+    ranks, open_set = [], {"let_in": 0, "stranger_probes": 0, "refused": 0, "enrolled_probes": 0, "wrong": 0}
+    for i, person in enumerate(people):
+        distances = np.linalg.norm(vectors - vectors[i], axis=1)
+        distances[i] = np.inf  # leave the probe's own photo out
+        if counts[person] >= 2:
+            ranks.append(_rank(people_by_distance(distances, people, k), person))
+        if held is not None and (person in held or counts[person] >= 2):
+            _open_set_probe(open_set, np.where(enrolled, distances, np.inf), people, person, person in held,
+                            threshold, k)
     report = {"probes": len(probes), "people": len({people[i] for i in probes}), "gallery_people": len(counts),
-              "k": k, "rank1": _share(ranks, 1), "rank5": _share(ranks, 5)}
-    report["open_set"] = open_set_report(dist, people, threshold, k, strangers, seed)
+              "k": k, "rank1": _share(ranks, 1), "rank5": _share(ranks, 5), "open_set": None}
+    if held is not None:
+        o = open_set
+        report["open_set"] = {
+            "strangers": held, "share": strangers, "seed": seed, "stranger_probes": o["stranger_probes"],
+            "strangers_let_in": o["let_in"], "stranger_let_in_rate": o["let_in"] / max(o["stranger_probes"], 1),
+            "enrolled_probes": o["enrolled_probes"], "enrolled_refused": o["refused"],
+            "enrolled_refused_rate": o["refused"] / max(o["enrolled_probes"], 1),
+            "enrolled_wrong_person": o["wrong"], "threshold": threshold}
     return report
 
 
@@ -165,37 +194,24 @@ def _share(ranks: list[int | None], top: int) -> float:
     return sum(r is not None and r <= top for r in ranks) / len(ranks)
 
 
-def open_set_report(dist: np.ndarray, people: list[str], threshold: float, k: int, share: float,
-                    seed: int) -> dict | None:
-    """Hold out ``share`` of the people (seeded); their photos must come back "not in the database"."""
-    names = sorted(set(people))
-    held = int(round(share * len(names)))
+def _strangers(names: list[str], share: float, seed: int) -> list[str] | None:
+    """The people held out of the gallery (seeded), or None when there is no open-set split."""
     if share <= 0 or len(names) < 2:
         return None
-    held = min(max(held, 1), len(names) - 1)
-    strangers = sorted(np.random.default_rng(seed).choice(names, size=held, replace=False).tolist())
-    enrolled = np.array([p not in strangers for p in people])
-    counts = {p: people.count(p) for p in names}
-    let_in, refused, wrong, enrolled_probes, stranger_probes = 0, 0, 0, 0, 0
-    for i, person in enumerate(people):
-        gallery = enrolled.copy()
-        gallery[i] = False  # leave-one-photo-out for enrolled probes; no-op for strangers
-        if person in strangers:
-            stranger_probes += 1
-        elif counts[person] >= 2:
-            enrolled_probes += 1
-        else:
-            continue  # an enrolled person with one photo has nothing left to be matched against
-        candidates = nearest_people(dist[i, gallery], [people[j] for j in np.flatnonzero(gallery)], k)
-        answer = candidates[0].person if candidates and accepts(candidates[0].distance, threshold) else None
-        if person in strangers:
-            let_in += answer is not None
-        elif answer is None:
-            refused += 1
-        elif answer != person:
-            wrong += 1
-    return {"strangers": strangers, "share": share, "seed": seed, "stranger_probes": stranger_probes,
-            "strangers_let_in": let_in, "stranger_let_in_rate": let_in / max(stranger_probes, 1),
-            "enrolled_probes": enrolled_probes, "enrolled_refused": refused,
-            "enrolled_refused_rate": refused / max(enrolled_probes, 1), "enrolled_wrong_person": wrong,
-            "threshold": threshold}
+    held = min(max(int(round(share * len(names))), 1), len(names) - 1)
+    return sorted(np.random.default_rng(seed).choice(names, size=held, replace=False).tolist())
+
+
+def _open_set_probe(tally: dict, gallery_distances: np.ndarray, people: list[str], person: str, stranger: bool,
+                    threshold: float, k: int) -> None:
+    candidates = people_by_distance(gallery_distances, people, k)
+    answer = candidates[0].person if candidates and accepts(candidates[0].distance, threshold) else None
+    if stranger:
+        tally["stranger_probes"] += 1
+        tally["let_in"] += answer is not None
+        return
+    tally["enrolled_probes"] += 1
+    if answer is None:
+        tally["refused"] += 1
+    elif answer != person:
+        tally["wrong"] += 1

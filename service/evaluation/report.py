@@ -54,15 +54,16 @@ def encode_dataset(dataset: Dataset, config: Config, get_pipeline: Callable[[], 
     vectors = np.stack([results[n].encoding for n in usable]) if usable else np.zeros((0, 128), np.float32)
     people = [dataset.people[n] for n in usable]
     if dataset.pairs is None:
-        pairs = all_pairs(people)
+        first, second, same = all_pairs(people)
         dropped = 0
     else:
-        pairs = [(row[a], row[b], same) for a, b, same in dataset.pairs if a in row and b in row]
-        dropped = len(dataset.pairs) - len(pairs)
-    if not pairs:
+        kept = [(row[a], row[b], s) for a, b, s in dataset.pairs if a in row and b in row]
+        first, second = (np.array([pair[n] for pair in kept], dtype=np.int64) for n in (0, 1))
+        same = np.array([pair[2] for pair in kept], dtype=bool)
+        dropped = len(dataset.pairs) - len(kept)
+    if not len(same):
         raise EvaluationInputError(f"no usable pairs: {len(usable)} of {len(dataset.photos)} photos could be used")
-    distances = pair_distances(vectors, [(a, b) for a, b, _ in pairs])
-    same = np.array([s for _, _, s in pairs], dtype=bool)
+    distances = pair_distances(vectors, first, second)
     return Evaluation(dataset, vectors, people, usable, distances, same, refused, dropped)
 
 

@@ -21,7 +21,7 @@ STATUS_BY_CODE = {
     "bad_request": 400, "forbidden": 403, "unknown_person": 404, "unknown_face": 404, "person_exists": 409,
     "not_an_image": 415, "too_large": 413,
     "empty": 422, "truncated": 422, "unreadable": 422, "not_found": 422,
-    "no_face": 422, "multiple_faces": 422, "duplicate": 409,
+    "no_face": 422, "multiple_faces": 422,
     "model_error": 503, "config_error": 500,
 }
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "unknown_route",

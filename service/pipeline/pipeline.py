@@ -6,10 +6,9 @@ same faces for the same photo. Which of several faces counts is decided above, i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Sequence
 
-import numpy as np
 from PIL import Image
 
 from service.config import Config
@@ -17,30 +16,8 @@ from service.pipeline.align import align_face, whole_image_face
 from service.pipeline.decode import Source, load_for_detection, load_image
 from service.pipeline.detect import DetectedFace, FaceDetector, scale_face
 from service.pipeline.encoder import Encoder
+from service.pipeline.faces import AlignedFace, PhotoFaces
 from service.pipeline.network import INPUT_SIZE, load_facenet
-
-
-@dataclass(frozen=True, eq=False)
-class AlignedFace:
-    """A face in a photo: where it is (x, y, w, h in the upright photo), its aligned crop, its encoding."""
-
-    box: tuple[float, float, float, float]
-    confidence: float | None  # None when detection is off and the whole photo was taken as the face
-    crop: Image.Image
-    encoding: np.ndarray | None = None
-
-    @property
-    def area(self) -> float:
-        return max(self.box[2], 0.0) * max(self.box[3], 0.0)
-
-
-@dataclass(frozen=True)
-class PhotoFaces:
-    """Every face found in one photo (most confident first) and the upright photo's size."""
-
-    width: int
-    height: int
-    faces: list[AlignedFace]
 
 
 class Pipeline:

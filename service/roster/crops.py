@@ -1,7 +1,8 @@
 """The aligned 160x160 face crops each enrollment keeps, so a new model can re-encode every face.
 
-Files live under ``<home>/crops/<person row id>/<photo sha256>.png``; the database stores the path
-relative to the home. A crop is written under a temporary name and published (renamed) only after
+Files live under ``<home>/crops/<person row id>/<photo sha256>-<token>.png`` (the token makes each
+stored face's file its own, so removing one face never removes another's crop of the same photo); the
+database stores the path relative to the home. A crop is written under a temporary name and published (renamed) only after
 the row pointing to it has committed, so a rolled-back write never leaves a row without its crop nor
 replaces a crop that a committed row points to.
 """
@@ -9,6 +10,7 @@ replaces a crop that a committed row points to.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,7 @@ class CropStore:
 
     @staticmethod
     def relative_path(person_row_id: int, photo_sha256: str) -> str:
-        return f"crops/{person_row_id}/{photo_sha256}.png"
+        return f"crops/{person_row_id}/{photo_sha256}-{secrets.token_hex(4)}.png"
 
     def write_pending(self, relative: str, crop: Image.Image) -> PendingCrop:
         final = self.home / relative

@@ -52,7 +52,7 @@ class RosterIndex:
         return self._index is not None
 
     @property
-    def index(self):
+    def face_index(self):
         """The FaceIndex, loaded (or rebuilt) on first use."""
         self.load()
         return self._index
@@ -65,12 +65,12 @@ class RosterIndex:
                     self._load()
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.face_index)
 
     def search(self, encoding: np.ndarray, k: int) -> list[tuple[float, int]]:
         """The ``k`` nearest faces as (distance, face id), nearest first, after catching up."""
         self.sync()
-        distances, ids = self.index.search(np.asarray(encoding, np.float32), k)
+        distances, ids = self.face_index.search(np.asarray(encoding, np.float32), k)
         return [(float(d), int(i)) for d, i in zip(distances[0], ids[0]) if i >= 0]
 
     # ---- loading ---------------------------------------------------------------------------------
@@ -79,8 +79,11 @@ class RosterIndex:
         from index import FaceIndex, IndexLoadError, IndexMissing, read_manifest
 
         try:
-            self._index = FaceIndex.load(self.directory, model_id=self.model_id)
-            self.generation = self._saved_generation = read_manifest(self.directory).generation
+            # The generation read first is checked again by the load: a save landing in between is
+            # refused as stale (and rebuilt), never paired with the other save's contents.
+            saved = read_manifest(self.directory).generation
+            self._index = FaceIndex.load(self.directory, model_id=self.model_id, generation=saved)
+            self.generation = self._saved_generation = saved
         except IndexMissing as exc:  # a new data home, or the index was deleted on purpose
             log.info("no index yet (%s); building it from the database", exc)
             self.rebuild()

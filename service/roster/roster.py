@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from service.config import Config
@@ -89,13 +89,13 @@ class Roster:
             raise PersonExists(f"person {external_id!r} already exists") from None
         return person
 
-    def ensure_person(self, external_id: str) -> tuple[PersonRow, bool]:
-        """The person with this id, created if new; and whether it was created here."""
+    def ensure_person(self, external_id: str, name: str | None = None) -> tuple[PersonRow, bool]:
+        """The person with this id, created (with ``name``) if new; and whether it was created here."""
         person = self.find_person(external_id)
         if person is not None:
             return person, False
         try:
-            return self.add_person(external_id), True
+            return self.add_person(external_id, name), True
         except PersonExists:  # created by another process since we looked: take theirs
             return self.get_person(external_id), False
 
@@ -120,12 +120,15 @@ class Roster:
                 setattr(person, field, value)
         return person
 
-    def list_people(self, offset: int = 0, limit: int | None = None) -> list[tuple[PersonRow, int]]:
-        """People ordered by id, each with their number of faces."""
-        with self.sessions() as session:
-            query = (select(PersonRow, func.count(FaceRow.id)).outerjoin(FaceRow).group_by(PersonRow.id)
-                     .order_by(PersonRow.external_id).offset(offset).limit(limit))
-            return [(person, count) for person, count in session.execute(query)]
+    def list_people(self, offset: int = 0, limit: int | None = None) -> list[tuple[Row, int]]:
+        """People ordered by id, each with their number of faces (rows with a person's columns, read
+        through Core: building ORM objects took a third of a second per 20,000 people)."""
+        columns = (PersonRow.external_id, PersonRow.name, PersonRow.attributes, PersonRow.active,
+                   PersonRow.created_at, PersonRow.updated_at)
+        query = (select(*columns, func.count(FaceRow.id)).outerjoin(FaceRow).group_by(PersonRow.id)
+                 .order_by(PersonRow.external_id).offset(offset).limit(limit))
+        with self.engine.connect() as connection:
+            return [(row, row[-1]) for row in connection.execute(query)]
 
     def count_people(self) -> int:
         with self.sessions() as session:
@@ -257,7 +260,7 @@ class Roster:
     def nearest_faces(self, encoding: np.ndarray, k: int) -> list[tuple[float, str | None]]:
         """The ``k`` nearest faces as (distance, person id), nearest first; the person is None for
         a face whose person is inactive (kept in the index, skipped by the decision)."""
-        found = self.index.search(encoding, k)
+        found = self.index.search(encoding, k)  # catches up with the database first
         owners = self._active_owners([face_id for _, face_id in found])
         return [(distance, owners.get(face_id)) for distance, face_id in found]
 
@@ -310,10 +313,14 @@ class Roster:
 
     def store_encodings(self, face_ids: list[int], vectors: np.ndarray) -> None:
         """Replace these faces' encodings with ones made by this roster's model (one transaction)."""
+        stored_ids, stored = [], []
         with self.index_lock():
             with self.sessions() as session, session.begin():
                 for face_id, vector in zip(face_ids, vectors):
-                    session.execute(update(FaceRow).where(FaceRow.id == face_id).values(  # Core: set updated_at ourselves
+                    changed = session.execute(update(FaceRow).where(FaceRow.id == face_id).values(  # Core: set updated_at
                         encoding=encoding_to_bytes(vector), model_id=self.model_id, updated_at=utcnow()))
+                    if changed.rowcount:  # a face deleted since it was read is not there to change
+                        stored_ids.append(face_id)
+                        stored.append(vector)
                 generation = bump_generation(session)
-            self._follow(generation, add=(np.asarray(face_ids, np.int64), np.asarray(vectors, np.float32)))
+            self._follow(generation, add=(np.asarray(stored_ids, np.int64), np.asarray(stored, np.float32)))
