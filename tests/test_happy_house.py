@@ -9,15 +9,12 @@ import pytest
 from PIL import Image
 
 from service.app import Photo
-from service.app.recognition import RecognitionService
 from service.app.results import Candidate, FaceMatch
 from service.app.rules import accepts, person_distance, rank_people
 from service.pipeline.align import whole_image_face
 from service.pipeline.decode import load_image
 from service.pipeline.encoder import Encoder
 from service.roster.memory import MemoryRoster
-
-NOT_IN_DATABASE = None
 
 
 @pytest.fixture(scope="module")
