@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the project, for the one hashing function both share
 
-from service.model_id import file_sha256  # noqa: E402
+from service.pipeline.model_id import file_sha256  # noqa: E402
 MANIFEST = json.loads((HERE / "manifest.json").read_text())
 DATA_DIR = HERE / "data"
 
