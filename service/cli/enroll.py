@@ -71,4 +71,5 @@ def _outcome_text(outcome: PhotoOutcome) -> str:
     if outcome.status == "accepted":
         others = f"; {outcome.faces_found - 1} other face(s) ignored" if (outcome.faces_found or 1) > 1 else ""
         return f"accepted  {outcome.person}  {outcome.photo} (face {outcome.face_id}{others})"
-    return f"refused   {outcome.person}  {outcome.photo}: {outcome.reason}: {outcome.message}"
+    said = outcome.message if outcome.photo in (outcome.message or "") else f"{outcome.photo}: {outcome.message}"
+    return f"refused   {outcome.person}  ({outcome.reason}) {said}"
