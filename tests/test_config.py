@@ -1,6 +1,5 @@
 """config.yaml, FACEREC_* overrides and validation."""
 
-from pathlib import Path
 
 import pytest
 import yaml

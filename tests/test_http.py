@@ -5,12 +5,9 @@ every error status, cross-worker visibility, audit, metrics and the OpenAPI docu
 from __future__ import annotations
 
 import hashlib
-import http.client
-import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +17,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from http_client import Client, assert_error, free_port, photo_file, png, side_by_side, with_bystander
+
 PEOPLE = ["ben_afflek", "elton_john", "jerry_seinfeld", "madonna", "mindy_kaling"]
 ADMIN_KEY, CLIENT_KEY = "admin-" + uuid.uuid4().hex, "client-" + uuid.uuid4().hex
 REFUSAL_REASONS = {"not_an_image", "truncated", "empty", "too_large", "no_face", "multiple_faces", "duplicate"}
@@ -27,77 +26,7 @@ UPLOAD_LIMIT_MB = 1  # small, so 413 is cheap to provoke
 START_TIMEOUT = 150
 
 
-# ---- a tiny HTTP client ------------------------------------------------------------------------------
-
-class Client:
-    def __init__(self, port: int):
-        self.port = port
-
-    def call(self, method: str, path: str, key: str | None = None, json_body=None, files=None, fields=None,
-             raw: bytes | None = None, content_type: str | None = None):
-        """(status, parsed JSON or text, headers)."""
-        headers = {"X-API-Key": key} if key else {}
-        body = raw
-        if json_body is not None:
-            body, content_type = json.dumps(json_body).encode(), "application/json"
-        elif files is not None or fields is not None:
-            body, content_type = multipart(files or [], fields or {})
-        if content_type:
-            headers["Content-Type"] = content_type
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
-        try:
-            try:
-                conn.request(method, path, body=body, headers=headers)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the server may answer (413) before reading a large body: read what it said
-            response = conn.getresponse()
-            data = response.read()
-        finally:
-            conn.close()
-        text = data.decode("utf-8", "replace")
-        is_json = response.getheader("Content-Type", "").startswith("application/json")
-        return response.status, json.loads(text) if is_json else text, dict(response.getheaders())
-
-
-def multipart(files: list[tuple[str, str, bytes]], fields: dict) -> tuple[bytes, str]:
-    """A multipart/form-data body: ``files`` as (field, filename, bytes), ``fields`` as name -> value."""
-    boundary = uuid.uuid4().hex
-    out = io.BytesIO()
-    for name, value in fields.items():
-        out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
-    for field, filename, data in files:
-        out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
-                  f'Content-Type: application/octet-stream\r\n\r\n'.encode())
-        out.write(data + b"\r\n")
-    out.write(f"--{boundary}--\r\n".encode())
-    return out.getvalue(), f"multipart/form-data; boundary={boundary}"
-
-
-def photo_file(path: Path, field: str = "photo") -> tuple[str, str, bytes]:
-    return field, path.name, path.read_bytes()
-
-
-def png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def assert_error(status_body, status: int, code: str | None = None):
-    got, body, _ = status_body
-    assert got == status, body
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
-    if code:
-        assert body["error"]["code"] == code, body
-
-
 # ---- the server --------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, project_root, celebrity_dir):
@@ -315,17 +244,6 @@ def test_threshold_per_request_client_may_only_tighten(client, enrolled, celebri
                                  fields={"person": "mindy_kaling", "threshold": bad}), 400, "bad_request")
 
 
-def with_bystander(main: Path, bystander: Path, scale: float = 0.35) -> bytes:
-    """``main`` as it is, with a small copy of ``bystander`` pasted in a corner (a passer-by)."""
-    photo = Image.open(main).convert("RGB")
-    other = Image.open(bystander).convert("RGB")
-    other = other.resize((max(1, int(other.width * scale)), max(1, int(other.height * scale))))
-    canvas = Image.new("RGB", (photo.width + other.width, max(photo.height, other.height)), (255, 255, 255))
-    canvas.paste(photo, (0, 0))
-    canvas.paste(other, (photo.width, 0))
-    return png(canvas)
-
-
 def test_a_passer_by_does_not_spoil_a_verify(client, enrolled, celebrity_dir):
     main, passer_by = val_photos(celebrity_dir, "mindy_kaling")[1], val_photos(celebrity_dir, "madonna")[1]
     alone = verify(client, main, "mindy_kaling")[1]
@@ -410,16 +328,6 @@ def test_error_statuses(client, enrolled, celebrity_dir):
     assert_error(verify(client, blank, "madonna"), 422, "no_face")
     assert_error(verify(client, side_by_side(celebrity_dir), "madonna"), 422, "multiple_faces")
     assert_error(verify(client, photo.read_bytes()[:2000], "madonna"), 422, "truncated")
-
-
-def side_by_side(celebrity_dir: Path) -> bytes:
-    """Two celebrity faces pasted next to each other."""
-    a, b = (Image.open(val_photos(celebrity_dir, p)[1]).convert("RGB") for p in ("madonna", "jerry_seinfeld"))
-    height = max(a.height, b.height)
-    canvas = Image.new("RGB", (a.width + b.width, height), (255, 255, 255))
-    canvas.paste(a, (0, 0))
-    canvas.paste(b, (a.width, 0))
-    return png(canvas)
 
 
 def test_identify_all_faces(client, enrolled, celebrity_dir):
