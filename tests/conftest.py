@@ -79,6 +79,7 @@ def make_core(config, pipeline):
     made = []
 
     def make(home=None, **changes):
+        """``changes``: Config fields, e.g. ``database_url`` (the session config's is SQLite's default)."""
         core = Facerec(replace(config, **({"home": home} if home else {}), **changes), pipeline=pipeline)
         made.append(core)
         return core
@@ -86,3 +87,46 @@ def make_core(config, pipeline):
     yield make
     for core in made:
         core.close()
+
+
+# ---- databases: every roster test runs on SQLite and on a real PostgreSQL server ------------------
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server of the session's own (skips, saying why, where there are no binaries)."""
+    from postgres import PostgresServer, server_binaries
+
+    folder, why = server_binaries()
+    if folder is None:
+        pytest.skip(why)
+    server = PostgresServer.start()
+    yield server
+    server.stop()
+
+
+def _database_url(backend: str, request) -> str:
+    """'' (a SQLite file in the data home) or a fresh PostgreSQL database."""
+    if backend == "sqlite":
+        return ""
+    return request.getfixturevalue("postgres_server").new_database()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request, monkeypatch) -> str:
+    """A fresh roster database for one test, also in FACEREC_DATABASE_URL (so the CLI and every
+    process the test starts use it)."""
+    url = _database_url(request.param, request)
+    monkeypatch.setenv("FACEREC_DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_database_url(request) -> str:
+    """As ``database_url``, shared by a module's tests (its module-scoped fixtures build on it)."""
+    url = _database_url(request.param, request)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FACEREC_DATABASE_URL", url)
+        yield url

@@ -1,4 +1,5 @@
-"""The roster database: migrations match the ORM, SQLite set-up, constraints, helpers (real SQLite files)."""
+"""The roster database: migrations match the ORM, constraints, the generation, on a real SQLite file and
+on a real PostgreSQL server; SQLite's own connection set-up; the encoding codec."""
 
 from __future__ import annotations
 
@@ -39,8 +40,17 @@ def sqlite_url(home: Path) -> str:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    """A migrated SQLite file in a temporary data home."""
+def engine(tmp_path: Path, database_url: str) -> Engine:
+    """A migrated database: a SQLite file in a temporary data home, or a fresh PostgreSQL database."""
+    engine = make_engine(database_url or sqlite_url(tmp_path))
+    upgrade_database(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Engine:
+    """A migrated SQLite file, for what is SQLite's own."""
     engine = make_engine(sqlite_url(tmp_path))
     upgrade_database(engine)
     yield engine
@@ -84,7 +94,8 @@ def test_migrated_foreign_key_cascades_and_constraints_are_named(engine: Engine)
     assert fk["name"] == "fk_faces_person_id_people"
     assert fk["referred_table"] == "people" and fk["options"].get("ondelete") == "CASCADE"
     assert {uq["name"] for uq in inspector.get_unique_constraints("faces")} == {"uq_faces_person_id_photo_sha256"}
-    assert {ix["name"] for ix in inspector.get_indexes("faces")} == {"ix_faces_person_id", "ix_faces_model_id"}
+    indexes = {ix["name"] for ix in inspector.get_indexes("faces") if not ix.get("duplicates_constraint")}
+    assert indexes == {"ix_faces_person_id", "ix_faces_model_id"}  # PostgreSQL also lists the unique one
 
 
 def test_upgrade_is_idempotent_and_starts_at_generation_zero(engine: Engine, sessions) -> None:
@@ -111,29 +122,31 @@ def test_upgrade_from_a_url_creates_the_folder(tmp_path: Path) -> None:
         engine.dispose()
 
 
-def test_batch_migration_of_people_keeps_their_faces(tmp_path: Path, engine: Engine, sessions) -> None:
+def test_batch_migration_of_people_keeps_their_faces(tmp_path: Path, sqlite_engine: Engine) -> None:
     # A SQLite batch migration re-creates the table; with foreign keys on, that would cascade.
+    sessions = session_factory(sqlite_engine)
     scripts = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "0002_widen_name.py").write_text(
-        'import sqlalchemy as sa\nfrom alembic import op\n\nrevision = "0002"\ndown_revision = "0001"\n\n'
+    head = ScriptDirectory.from_config(alembic_config(str(sqlite_engine.url))).get_current_head()
+    (scripts / "versions" / "9999_widen_name.py").write_text(
+        f'import sqlalchemy as sa\nfrom alembic import op\n\nrevision = "9999"\ndown_revision = "{head}"\n\n'
         "def upgrade():\n"
         '    with op.batch_alter_table("people", recreate="always") as batch:\n'
         '        batch.alter_column("name", existing_type=sa.String(256), type_=sa.String(300))\n'
     )
     _person_with_faces(sessions, SHA_A, SHA_B)
-    upgrade_database(engine, script_location=scripts)
+    upgrade_database(sqlite_engine, script_location=scripts)
     with sessions() as session:
         assert _count(session, FaceRow) == 2
-    with engine.connect() as connection:
+    with sqlite_engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
 # --- SQLite connection set-up -----------------------------------------------------------------
 
 
-def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(engine: Engine) -> None:
-    with engine.connect() as connection:
+def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(sqlite_engine: Engine) -> None:
+    with sqlite_engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000

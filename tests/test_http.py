@@ -1,5 +1,5 @@
 """The HTTP service end to end: the real `facerec serve` (gunicorn, 2 workers) on a free loopback port,
-spoken to over HTTP with real photos. Enrollment, identify, verify, delete, the Happy House door,
+spoken to over HTTP with real photos, on SQLite and on PostgreSQL. Enrollment, identify, verify, delete, the Happy House door,
 every error status, cross-worker visibility, audit, metrics and the OpenAPI document."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ START_TIMEOUT = 150
 # ---- the server --------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, project_root, celebrity_dir):
+def server(tmp_path_factory, project_root, celebrity_dir, module_database_url):
     """`facerec serve` with 2 workers; yields (client, data home); stopped at the end of the module."""
     if not (project_root / "models" / "facenet_keras.h5").is_file():
         pytest.skip("FaceNet weights not fetched (make models)")

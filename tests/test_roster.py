@@ -1,5 +1,6 @@
-"""The persistent roster through the `facerec` command line, on real photos, a real SQLite file and a
-real FAISS index: import, identify, verify, remove, reindex, re-embed, and a SIGKILL mid-import."""
+"""The persistent roster through the `facerec` command line, on real photos, a real FAISS index and a
+real database (a SQLite file, then a PostgreSQL server): import, identify, verify, remove, reindex,
+re-embed, and a SIGKILL mid-import."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def assert_index_matches_database(home: Path, model_id: str):
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory, pipeline, celebrity_dir):
+def home(tmp_path_factory, pipeline, celebrity_dir, module_database_url):
     """A roster with the 5-celebrity train photos imported through the CLI."""
     home = tmp_path_factory.mktemp("roster-home")
     code = main(["import", str(celebrity_dir / "train"), "--home", str(home), "--json", "--batch-size", "16"],
@@ -109,7 +110,7 @@ def test_verify_true_and_false_claims(capsys, pipeline, home, celebrity_dir):
     assert code == EXIT_INPUT_ERROR and json.loads(out)["error"]["code"] == "unknown_person"
 
 
-def test_enroll_reports_each_photo_and_refuses_cleanly(capsys, pipeline, tmp_path, celebrity_dir):
+def test_enroll_reports_each_photo_and_refuses_cleanly(database_url, capsys, pipeline, tmp_path, celebrity_dir):
     home = tmp_path / "home"
     good = val_photos(celebrity_dir, "madonna")[:2]
     bad = tmp_path / "notes.jpg"
@@ -135,21 +136,20 @@ def test_enroll_reports_each_photo_and_refuses_cleanly(capsys, pipeline, tmp_pat
     assert_index_matches_database(home, pipeline.model_id)
 
 
-def test_an_interrupted_import_leaves_no_faceless_people(capsys, pipeline, tmp_path, celebrity_dir, monkeypatch):
+def test_an_interrupted_import_leaves_no_faceless_people(database_url, capsys, pipeline, tmp_path, celebrity_dir, monkeypatch):
     home = tmp_path / "home"
 
     def interrupted(faces):  # fault injection: Ctrl-C while the first batch is being encoded
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "encode", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(pipeline, "encode", interrupted)
         main(["import", str(celebrity_dir / "train"), "--home", str(home), "--json"], pipeline=pipeline)
-    monkeypatch.undo()
     code, out, _ = cli(capsys, pipeline, home, "people", "list", "--json")
     assert code == EXIT_MATCH and json.loads(out)["people"] == []
 
 
-def test_remove_face_and_person(capsys, pipeline, tmp_path, celebrity_dir):
+def test_remove_face_and_person(database_url, capsys, pipeline, tmp_path, celebrity_dir):
     home = tmp_path / "home"
     photos = sorted((celebrity_dir / "train" / "elton_john").iterdir())[:3]
     cli(capsys, pipeline, home, "enroll", "elton", *map(str, photos))
@@ -180,7 +180,7 @@ def test_remove_face_and_person(capsys, pipeline, tmp_path, celebrity_dir):
     assert_index_matches_database(home, pipeline.model_id)
 
 
-def test_missing_or_corrupt_index_is_rebuilt_from_the_database(capsys, pipeline, tmp_path, celebrity_dir, caplog):
+def test_missing_or_corrupt_index_is_rebuilt_from_the_database(database_url, capsys, pipeline, tmp_path, celebrity_dir, caplog):
     home = tmp_path / "home"
     cli(capsys, pipeline, home, "enroll", "mindy", *map(str, val_photos(celebrity_dir, "mindy_kaling")[:3]))
     for victim in (home / "index").iterdir():
@@ -200,7 +200,7 @@ def test_reindex_reports_vectors(capsys, pipeline, home):
     assert code == EXIT_MATCH and report["vectors"] == len(ids) and report["generation"] == generation
 
 
-def test_reembed_after_a_model_change_is_resumable(capsys, pipeline, tmp_path, celebrity_dir, make_core,
+def test_reembed_after_a_model_change_is_resumable(database_url, capsys, pipeline, tmp_path, celebrity_dir, make_core,
                                                    monkeypatch):
     home = tmp_path / "home"
     photos = sorted((celebrity_dir / "train" / "madonna").iterdir())[:6]
@@ -212,7 +212,7 @@ def test_reembed_after_a_model_change_is_resumable(capsys, pipeline, tmp_path, c
         session.execute(update(FaceRow).values(model_id="older-model", encoding=b"\0" * 512))
         bump_generation(session)  # as every writer does
     engine.dispose()
-    core = make_core(home)
+    core = make_core(home, database_url=database_url)
     assert core.roster.count_stale_faces() == 6 and core.roster.searchable_faces() == 0
 
     calls = []
@@ -240,7 +240,7 @@ def test_reembed_after_a_model_change_is_resumable(capsys, pipeline, tmp_path, c
     assert_index_matches_database(home, pipeline.model_id)
 
 
-def test_sigkill_during_import_loses_nothing_reported(tmp_path, celebrity_dir, pipeline, capsys):
+def test_sigkill_during_import_loses_nothing_reported(database_url, tmp_path, celebrity_dir, pipeline, capsys):
     home = tmp_path / "home"
     command = [str(Path(sys.executable).parent / "facerec"), "import", str(celebrity_dir / "train"),
                "--home", str(home), "--json", "--batch-size", "4"]
