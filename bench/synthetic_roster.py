@@ -67,7 +67,7 @@ def write_roster(database: str, n: int, seed: int, model_id: str, faces_per_pers
                     "encoding": encoding_to_bytes(vector), "model_id": model_id,
                     "photo_sha256": hashes[64 * row:64 * row + 64],
                     "box_x": float(x), "box_y": float(y), "box_w": float(w), "box_h": float(h),
-                    "score": float(scores[row]), "crop_path": None, "created_at": now, "updated_at": now,
+                    "score": float(scores[row]), "created_at": now, "updated_at": now,
                 })
             with sessions() as session, session.begin():
                 session.execute(insert(PersonRow), people)

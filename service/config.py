@@ -81,10 +81,6 @@ class Config:
         return self.home / "index"
 
     @property
-    def crops_dir(self) -> Path:
-        return self.home / "crops"
-
-    @property
     def expected_sha256(self) -> str | None:
         """The weights' hash from models/manifest.json, when the weights are the shipped ones."""
         manifest = PROJECT_ROOT / "models" / "manifest.json"

@@ -142,6 +142,38 @@ def test_batch_migration_of_people_keeps_their_faces(tmp_path: Path, sqlite_engi
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
+def test_crop_files_move_into_the_database(tmp_path: Path, database_url: str) -> None:
+    """Migration 0002 copies each face's crop file into face_crops and drops faces.crop_path."""
+    home = tmp_path / "home"
+    (home / "crops" / "1").mkdir(parents=True)
+    (home / "crops" / "1" / "a.png").write_bytes(b"\x89PNG a crop")
+    engine = make_engine(database_url or sqlite_url(home))
+    try:
+        upgrade_database(engine, "0001")
+        with engine.begin() as connection:
+            connection.exec_driver_sql("INSERT INTO people (external_id, active, created_at, updated_at) "
+                                       "VALUES ('E1', true, '2026-01-01 00:00:00+00', '2026-01-01 00:00:00+00')")
+            person = connection.exec_driver_sql("SELECT id FROM people").scalar()
+            for sha, path in ((SHA_A, "crops/1/a.png"), (SHA_B, "crops/1/gone.png")):
+                connection.exec_driver_sql(
+                    "INSERT INTO faces (person_id, encoding, model_id, photo_sha256, box_x, box_y, box_w, box_h, "
+                    "crop_path, created_at, updated_at) VALUES (%s, %s, 'm', %s, 0, 0, 1, 1, %s, "
+                    "'2026-01-01 00:00:00+00', '2026-01-01 00:00:00+00')" % (
+                        person, "x'00'" if engine.dialect.name == "sqlite" else "'\\x00'", f"'{sha}'", f"'{path}'"))
+        upgrade_database(engine, home=home)
+        with engine.connect() as connection:
+            crops = connection.exec_driver_sql("SELECT f.photo_sha256, c.png FROM face_crops c "
+                                               "JOIN faces f ON f.id = c.face_id").all()
+        assert [(sha, bytes(png)) for sha, png in crops] == [(SHA_A, b"\x89PNG a crop")]  # the missing file: none
+        assert "crop_path" not in {c["name"] for c in inspect(engine).get_columns("faces")}
+        with session_factory(engine).begin() as session:  # a crop goes with its face
+            session.execute(delete(FaceRow))
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT count(*) FROM face_crops").scalar() == 0
+    finally:
+        engine.dispose()
+
+
 # --- SQLite connection set-up -----------------------------------------------------------------
 
 
@@ -201,7 +233,7 @@ def test_defaults_json_and_utc_timestamps_round_trip(sessions) -> None:
         assert person.active is True
         assert person.attributes == {"team": "door", "floor": 2}
         assert person.created_at.tzinfo == UTC and person.updated_at >= person.created_at
-        assert person.faces[0].score is None and person.faces[0].crop_path is None
+        assert person.faces[0].score is None
 
 
 def test_naive_datetimes_are_refused(sessions) -> None:

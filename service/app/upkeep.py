@@ -7,6 +7,7 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING, Callable, ContextManager
 
 from service.app.results import ReindexReport, RosterStatus
+from service.roster.crops import crop_from_png
 
 if TYPE_CHECKING:
     from service.app.core import Facerec
@@ -48,7 +49,7 @@ class UpkeepService:
         done, missing, after = 0, [], 0
         while rows := roster.stale_faces(after, batch_size):
             after = rows[-1][0]
-            crops = [(face_id, roster.crops.read(path)) for face_id, path in rows]
+            crops = [(face_id, crop_from_png(png)) for face_id, png in rows]
             usable = [(face_id, crop) for face_id, crop in crops if crop is not None]
             missing += [face_id for face_id, crop in crops if crop is None]
             if usable:

@@ -137,13 +137,25 @@ class FaceRow(TimestampMixin, Base):
     box_h: Mapped[float] = mapped_column(Float)
     # Detection confidence; None when detection was off.
     score: Mapped[float | None] = mapped_column(Float)
-    # The kept 160x160 aligned crop, relative to the data home, so a new model can re-embed it.
-    crop_path: Mapped[str | None] = mapped_column(String(512))
 
     person: Mapped[PersonRow] = relationship(back_populates="faces")
 
     def __repr__(self) -> str:
         return f"FaceRow(id={self.id!r}, person_id={self.person_id!r}, model_id={self.model_id!r})"
+
+
+class CropRow(Base):
+    """A face's aligned 160x160 crop (PNG), kept so a new model can re-encode the face on any replica.
+
+    A table of its own: the crops are about 100 times the size of the encodings, and scans of ``faces``
+    (the index rebuild reads every encoding) must not wade through them.
+    """
+
+    __tablename__ = "face_crops"
+
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True,
+                                         autoincrement=False)
+    png: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class RosterState(Base):
@@ -206,12 +218,14 @@ def alembic_config(url: str, script_location: Path = MIGRATIONS_DIR) -> AlembicC
 
 
 def upgrade_database(
-    engine_or_url: Engine | str, revision: str = "head", *, script_location: Path = MIGRATIONS_DIR
+    engine_or_url: Engine | str, revision: str = "head", *, script_location: Path = MIGRATIONS_DIR,
+    home: Path | None = None,
 ) -> None:
     """Apply the Alembic migrations up to ``revision``; a no-op when already there.
 
     Given an engine, its own connection is used (so in-process and test engines work); given a
-    URL, a temporary engine is made and disposed of.
+    URL, a temporary engine is made and disposed of. ``home``: the data home, for migrations that
+    move files kept there into the database.
     """
     engine = make_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
     try:
@@ -219,6 +233,7 @@ def upgrade_database(
         with engine.connect() as connection:
             # Not in a transaction: env.py and Alembic commit each step themselves.
             config.attributes["connection"] = connection
+            config.attributes["home"] = home
             command.upgrade(config, revision)
     finally:
         if engine is not engine_or_url:

@@ -1,5 +1,5 @@
-"""The persistent roster: people and faces in the database, their encodings in a FAISS index, their
-aligned crops on disk. Storage only: it is handed finished faces and answers queries; the pipeline
+"""The persistent roster: people, faces and their aligned crops in the database, the encodings also in
+a FAISS index. Storage only: it is handed finished faces and answers queries; the pipeline
 and every decision live above it, in the application layer.
 
 Writes commit to the database first and bump the roster generation in the same transaction; this
@@ -21,9 +21,10 @@ from sqlalchemy.exc import IntegrityError
 from service.config import Config
 from service.errors import PersonExists, UnknownFace, UnknownPerson
 from service.roster.codec import encoding_to_bytes, encodings_from_bytes
-from service.roster.crops import CropStore, PendingCrop
+from service.roster.crops import crop_to_png
 from service.roster.database import (
-    FaceRow, PersonRow, bump_generation, current_generation, make_engine, session_factory, upgrade_database, utcnow,
+    CropRow, FaceRow, PersonRow, bump_generation, current_generation, make_engine, session_factory, upgrade_database,
+    utcnow,
 )
 from service.roster.face_index import Progress, RosterIndex
 
@@ -51,9 +52,8 @@ class Roster:
         self._model_id: str | None = model_id if isinstance(model_id, str) else None
         self._persist_index = persist_index
         self.engine = make_engine(config.database)
-        upgrade_database(self.engine)
+        upgrade_database(self.engine, home=config.home)
         self.sessions = session_factory(self.engine)
-        self.crops = CropStore(config.home)
         self._index: RosterIndex | None = None
 
     @property
@@ -139,7 +139,7 @@ class Roster:
             return set(session.scalars(select(PersonRow.external_id)))
 
     def remove_person(self, external_id: str) -> list[int]:
-        """Delete a person with their faces, crops and index entries; returns the face ids removed."""
+        """Delete a person with their faces, crops (by cascade) and index entries; the face ids removed."""
         with self.index_lock():
             with self.sessions() as session, session.begin():
                 person = session.scalar(select(PersonRow).where(PersonRow.external_id == external_id))
@@ -149,7 +149,6 @@ class Roster:
                 session.delete(person)
                 generation = bump_generation(session)
             self._follow(generation, remove=face_ids)
-        self.crops.remove_person(person.id)  # after the commit: a crash leaves files, not rows
         return face_ids
 
     def drop_if_faceless(self, person_row_ids: Iterable[int]) -> int:
@@ -191,7 +190,6 @@ class Roster:
                 session.delete(face)
                 generation = bump_generation(session)
             self._follow(generation, remove=[face_id])
-        self.crops.remove(face.crop_path)
         return face
 
     def known_photos(self, person_row_ids: Iterable[int]) -> dict[tuple[int, str], int]:
@@ -218,20 +216,15 @@ class Roster:
             return [face_id for face in faces for face_id in self.add_faces([face])]
 
     def _commit_faces(self, faces: list[NewFace]) -> list[int]:
-        pending: list[PendingCrop] = []
+        pngs = [crop_to_png(face.crop) for face in faces]  # before the transaction: it holds the write lock
         self.index.load()  # so the index follows the new faces (removals can wait for the next load)
         with self.index_lock():
-            try:
-                with self.sessions() as session, session.begin():
-                    rows = [self._face_row(face) for face in faces]
-                    session.add_all(rows)
-                    session.flush()  # assigns ids
-                    pending = [self.crops.write_pending(row.crop_path, face.crop) for row, face in zip(rows, faces)]
-                    generation = bump_generation(session)
-            except BaseException:
-                self.crops.discard(pending)
-                raise
-            self.crops.publish(pending)
+            with self.sessions() as session, session.begin():
+                rows = [self._face_row(face) for face in faces]
+                session.add_all(rows)
+                session.flush()  # assigns ids
+                session.add_all([CropRow(face_id=row.id, png=png) for row, png in zip(rows, pngs)])
+                generation = bump_generation(session)
             ids = np.array([row.id for row in rows], np.int64)
             self._follow(generation, add=(ids, np.stack([face.encoding for face in faces])))
         return ids.tolist()
@@ -240,8 +233,12 @@ class Roster:
         x, y, w, h = face.box
         return FaceRow(person_id=face.person_row_id, encoding=encoding_to_bytes(face.encoding),
                        model_id=self.model_id, photo_sha256=face.photo_sha256, box_x=x, box_y=y, box_w=w,
-                       box_h=h, score=face.confidence,
-                       crop_path=CropStore.relative_path(face.person_row_id, face.photo_sha256))
+                       box_h=h, score=face.confidence)
+
+    def crop_of(self, face_id: int) -> bytes | None:
+        """The face's kept crop (PNG bytes), or None."""
+        with self.sessions() as session:
+            return session.scalar(select(CropRow.png).where(CropRow.face_id == face_id))
 
     # ---- search (the gallery the application's decisions read) ------------------------------------
 
@@ -303,13 +300,13 @@ class Roster:
         with self.sessions() as session:
             return session.scalar(select(func.count(FaceRow.id)).where(FaceRow.model_id != self.model_id)) or 0
 
-    def stale_faces(self, after: int, limit: int) -> list[tuple[int, str | None]]:
-        """(face id, kept crop path) of the next ``limit`` stale faces with ids above ``after``."""
+    def stale_faces(self, after: int, limit: int) -> list[tuple[int, bytes | None]]:
+        """(face id, kept crop as PNG or None) of the next ``limit`` stale faces with ids above ``after``."""
         with self.sessions() as session:
-            query = (select(FaceRow.id, FaceRow.crop_path)
+            query = (select(FaceRow.id, CropRow.png).outerjoin(CropRow, CropRow.face_id == FaceRow.id)
                      .where(FaceRow.model_id != self.model_id, FaceRow.id > after)
                      .order_by(FaceRow.id).limit(limit))
-            return [(face_id, crop) for face_id, crop in session.execute(query)]
+            return [(face_id, png) for face_id, png in session.execute(query)]
 
     def store_encodings(self, face_ids: list[int], vectors: np.ndarray) -> None:
         """Replace these faces' encodings with ones made by this roster's model (one transaction)."""
