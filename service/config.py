@@ -58,6 +58,12 @@ class AuthConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    # Decisions older than this many days are deleted by `facerec audit purge`.
+    retention_days: int = 90
+
+
+@dataclass(frozen=True)
 class Config:
     home: Path
     threshold: float
@@ -70,6 +76,7 @@ class Config:
     source: Path | None = None
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
+    audit: AuditConfig = AuditConfig()
 
     @property
     def database(self) -> str:
@@ -79,6 +86,11 @@ class Config:
     @property
     def index_dir(self) -> Path:
         return self.home / "index"
+
+    @property
+    def audit_log(self) -> Path:
+        """The local JSON-lines copy of the audit, for log shippers."""
+        return self.home / "audit.log"
 
     @property
     def expected_sha256(self) -> str | None:
@@ -153,6 +165,7 @@ def _build(raw: dict, base: Path, source: Path, env_keys: list[str] | None = Non
             source=source,
             server=_server(raw.pop("server", None) or {}),
             auth=_auth(raw.pop("auth", None) or {}, home, base, env_keys or []),
+            audit=_audit(raw.pop("audit", None) or {}),
         )
     except KeyError as exc:
         raise ConfigError(f"{source}: missing setting {exc}") from None
@@ -185,6 +198,15 @@ def _validate(config: Config, source: Path) -> None:
             # The entry itself is a secret: name its position's role only.
             raise ConfigError(f"{source}: API keys are 'role:key' with role one of {API_ROLES}; "
                               f"got an entry with role {role[:16]!r}")
+
+
+def _audit(raw: dict) -> AuditConfig:
+    audit = AuditConfig(retention_days=int(raw.pop("retention_days", AuditConfig.retention_days)))
+    if raw:
+        raise ValueError(f"unknown settings {[f'audit.{k}' for k in raw]}")
+    if audit.retention_days < 1:
+        raise ValueError("audit.retention_days must be at least 1")
+    return audit
 
 
 def _server(raw: dict) -> ServerConfig:

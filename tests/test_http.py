@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from PIL import Image
@@ -356,6 +357,18 @@ def test_every_decision_is_audited(server, client, enrolled, celebrity_dir):
     assert all({"time", "endpoint", "key_id", "outcome", "distance", "person"} <= set(l) for l in lines)
     text = audit.read_text() + (home / "server.log").read_text()
     assert CLIENT_KEY not in text and ADMIN_KEY not in text  # keys are never logged
+    # The same decisions in the database, through the admin endpoint: newest first, by person and time.
+    since = lines[0]["time"]
+    status, page, _ = client.call("GET", f"/v1/audit?person=jerry_seinfeld&since={quote(since)}", ADMIN_KEY)
+    assert status == 200 and page["total"] == 3, page
+    assert [(e["endpoint"], e["outcome"], e["request_id"]) for e in page["events"]] == [
+        (l["endpoint"], l["outcome"], l["request_id"]) for l in reversed(lines)]
+    assert page["events"][2]["distance"] == lines[0]["distance"] and page["events"][0]["code"] == "no_face"
+    status, page, _ = client.call("GET", f"/v1/audit?until={quote(since)}&person=jerry_seinfeld", ADMIN_KEY)
+    assert status == 200 and all(e["time"] < since for e in page["events"])
+    assert_error(client.call("GET", "/v1/audit", CLIENT_KEY), 403, "forbidden")
+    assert_error(client.call("GET", "/v1/audit?since=yesterday", ADMIN_KEY), 400, "bad_request")
+    assert_error(client.call("GET", "/v1/audit?limit=0", ADMIN_KEY), 400, "bad_request")
 
 
 def test_metrics(client, enrolled):

@@ -45,6 +45,8 @@ def home(tmp_path_factory, pipeline, celebrity_dir):
     (["faces", "remove", "999999", "--json"], 2),
     (["db", "upgrade", "--json"], 0),
     (["keys", "init", "--json"], 0),
+    (["audit", "list", "--json"], 0),
+    (["audit", "purge", "--json"], 0),
 ])
 def test_roster_commands_import_no_tensorflow(home, argv, exit_code):
     done, imported = run_with_importtime(*argv, "--home", str(home)) if argv != ["--help"] else \

@@ -2,8 +2,8 @@
 
 It holds the configuration and makes the two expensive things only when a command needs them: the
 roster (a database connection; its search index only on the first search) and the pipeline (the
-networks, seconds to load). The services hang off it: ``people``, ``enrollment``, ``recognition``
-and ``upkeep``.
+networks, seconds to load). The services hang off it: ``people``, ``enrollment``, ``recognition``,
+``upkeep`` and ``audit``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class Facerec:
         """``pipeline``: an already loaded one (a long-lived caller such as the test suite);
         ``persist_index=False``: keep the index in memory only (server workers);
         ``announce``: told when the model starts and finishes loading (the CLI prints it on stderr)."""
+        from service.app.audit import AuditService
         from service.app.enrollment import EnrollmentService
         from service.app.people import PeopleService
         from service.app.recognition import RecognitionService
@@ -40,6 +41,7 @@ class Facerec:
         self.enrollment = EnrollmentService(self)
         self.recognition = RecognitionService(self)
         self.upkeep = UpkeepService(self)
+        self.audit = AuditService(self)
 
     @property
     def model_loaded(self) -> bool:

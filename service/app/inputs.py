@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from datetime import UTC, datetime
 from typing import Any
 
 from service.errors import FacerecError, Forbidden
 
 MAX_PERSON_ID = 128
+MAX_PAGE = 1000
 MAX_NAME = 256
 MAX_TOP_K = 50
 MAX_THRESHOLD = 2.0  # unit vectors are at most 2 apart
@@ -77,6 +79,22 @@ def top_k(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOP_K:
         raise FacerecError(f"top_k must be a whole number from 1 to {MAX_TOP_K}")
     return value
+
+
+def page_size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PAGE:
+        raise FacerecError(f"a page holds 1 to {MAX_PAGE} entries")
+    return value
+
+
+def moment(value: Any) -> datetime:
+    """A point in time from ISO 8601 text (``2026-11-23``, ``2026-11-23T08:00:00+01:00``); no zone
+    means UTC."""
+    try:
+        parsed = datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        raise FacerecError(f"not a date and time in ISO 8601: {_shown(value)}") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _shown(value: Any, limit: int = 40) -> str:

@@ -285,6 +285,54 @@ class Deletion:
                 "faces_removed": self.faces_removed}
 
 
+# ---- the audit ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One recorded decision."""
+
+    id: int
+    time: datetime
+    endpoint: str
+    outcome: str
+    person: str | None
+    distance: float | None
+    code: str | None
+    key_id: str | None
+    request_id: str | None
+
+    @classmethod
+    def from_row(cls, row) -> "AuditEvent":
+        return cls(row.id, row.time, row.endpoint, row.outcome, row.person, row.distance, row.code, row.key_id,
+                   row.request_id)
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "time": self.time.isoformat(timespec="milliseconds"), "endpoint": self.endpoint,
+                "outcome": self.outcome, "person": self.person, "distance": distance_json(self.distance),
+                "code": self.code, "key_id": self.key_id, "request_id": self.request_id}
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    events: tuple[AuditEvent, ...]
+    total: int
+    offset: int
+    limit: int
+
+    def to_json(self) -> dict:
+        return {"events": [e.to_json() for e in self.events], "total": self.total, "offset": self.offset,
+                "limit": self.limit}
+
+
+@dataclass(frozen=True)
+class AuditPurge:
+    purged: int
+    before: datetime
+
+    def to_json(self) -> dict:
+        return {"purged": self.purged, "before": self.before.isoformat(timespec="seconds")}
+
+
 # ---- upkeep ------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from flask import Flask, current_app, g, request
 
 from service.app import Facerec
 from service.config import Config
-from service.http.audit import AuditLog
 from service.http.auth import Authenticator
 from service.http.errors import ApiError, install_error_handlers
 from service.http.metrics import Metrics
@@ -28,7 +27,6 @@ class State:
         self.config = config
         self.auth = Authenticator(config.auth)
         self.metrics = Metrics()
-        self.audit = AuditLog(config.home / "audit.log")
         # In memory only: workers catch up from the database instead of racing to save one file.
         self.core = Facerec(config, persist_index=False, announce=log.warning)
 
@@ -62,6 +60,7 @@ def state() -> State:
 def create_app(config: Config, load_model: bool = True) -> Flask:
     """The app; ``load_model=False`` leaves the model and roster unloaded (routes answer 503),
     for tools and tests that only need the routes."""
+    from service.http.audit import bp as audit_bp
     from service.http.decisions import bp as decisions_bp
     from service.http.ops import bp as ops_bp
     from service.http.people import bp as people_bp
@@ -74,7 +73,7 @@ def create_app(config: Config, load_model: bool = True) -> Flask:
         facerec.load()
     install_error_handlers(app)
     _install_request_hooks(app)
-    for blueprint in (people_bp, decisions_bp, ops_bp):
+    for blueprint in (people_bp, decisions_bp, audit_bp, ops_bp):
         app.register_blueprint(blueprint)
     return app
 

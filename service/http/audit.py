@@ -1,29 +1,27 @@
-"""The decision audit log: one JSON line per verify / identify decision, appended to <home>/audit.log.
-
-Each line is written with a single O_APPEND write, so lines from several workers never interleave.
-"""
+"""The record of decisions (admin role): GET /v1/audit?since=&until=&person=&offset=&limit=."""
 
 from __future__ import annotations
 
-import json
-import os
-import threading
-from datetime import UTC, datetime
-from pathlib import Path
+from flask import Blueprint
+
+from service.app import inputs
+from service.http.app import state
+from service.http.uploads import int_parameter, parameter
+
+bp = Blueprint("audit", __name__, url_prefix="/v1")
 
 
-class AuditLog:
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+@bp.before_request
+def _admin_only():
+    state().auth.require("admin")
+    state().require_ready()
 
-    def record(self, **fields) -> None:
-        """Append one line: time first, then the given fields (endpoint, key_id, outcome, person, ...)."""
-        line = json.dumps({"time": datetime.now(UTC).isoformat(timespec="milliseconds"), **fields}) + "\n"
-        with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            try:
-                os.write(fd, line.encode())
-            finally:
-                os.close(fd)
+
+@bp.get("/audit")
+def read_audit():
+    """Decisions in [since, until) (ISO 8601; no zone means UTC), of one person when given, newest first."""
+    since, until, person = parameter("since"), parameter("until"), parameter("person")
+    page = state().core.audit.list(
+        since=None if since is None else inputs.moment(since), until=None if until is None else inputs.moment(until),
+        person=person, offset=int_parameter("offset", 0), limit=int_parameter("limit", 100))
+    return page.to_json()

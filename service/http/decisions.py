@@ -10,7 +10,6 @@ from contextlib import contextmanager
 
 from flask import Blueprint, g
 
-from service.app.inputs import MAX_PERSON_ID
 from service.errors import FacerecError
 from service.http.app import state
 from service.http.errors import ApiError
@@ -66,6 +65,5 @@ def _audited(endpoint: str, person: str | None):
 def _decided(endpoint: str, outcome: str, person: str | None, distance: float | None, code: str | None = None):
     facerec = state()
     facerec.metrics.count_decision(endpoint, outcome)
-    facerec.audit.record(endpoint=endpoint, request_id=g.get("request_id"), key_id=g.get("key_id"),
-                         outcome=outcome, person=None if person is None else person[:MAX_PERSON_ID],
-                         distance=None if distance is None else round(distance, 6), code=code)
+    facerec.core.audit.record(endpoint, outcome, person, distance, code, key_id=g.get("key_id"),
+                              request_id=g.get("request_id"))

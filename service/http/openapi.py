@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from service.app.inputs import MAX_NAME, MAX_PERSON_ID, MAX_THRESHOLD, MAX_TOP_K
-from service.app.results import ENROLLMENT_STATUSES, REFUSAL_REASONS
+from service.app.inputs import MAX_NAME, MAX_PAGE, MAX_PERSON_ID, MAX_THRESHOLD, MAX_TOP_K
+from service.app.results import ENROLLMENT_STATUSES, IDENTIFY_OUTCOMES, REFUSAL_REASONS, VERIFY_OUTCOMES
 from service.http.errors import ERROR_CODES
 
 THRESHOLD = {"type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": MAX_THRESHOLD,
@@ -119,6 +119,14 @@ def _schemas() -> dict:
                 "box": box, "confidence": confidence, "match": nullable_string, "distance": nullable_number,
                 "candidates": {"type": "array", "items": {"type": "object", "properties": {
                     "person": string, "distance": number}}}}}}}},
+        "AuditEvent": {"type": "object", "properties": {
+            "id": integer, "time": string, "endpoint": {"type": "string", "enum": ["verify", "identify"]},
+            "outcome": {"type": "string", "enum": sorted(set(VERIFY_OUTCOMES) | set(IDENTIFY_OUTCOMES))},
+            "person": nullable_string, "distance": nullable_number, "code": nullable_string,
+            "key_id": nullable_string, "request_id": nullable_string}},
+        "AuditPage": {"type": "object", "properties": {
+            "events": {"type": "array", "items": _ref("AuditEvent")}, "total": integer, "offset": integer,
+            "limit": integer}},
         "Status": {"type": "object", "properties": {
             "ready": {"type": "boolean"}, "model_loaded": {"type": "boolean"},
             "index_consistent": {"type": "boolean"}, "faces": integer, "indexed": integer, "generation": integer}},
@@ -143,7 +151,7 @@ def document() -> dict:
                             tag=people, body=_json_body("NewPerson")),
                 "get": _op("List people, paged (admin)", {"200": _ok("a page", "PeoplePage"), "400": _error("bad paging")},
                            tag=people, params=[_query("offset", "integer", "default 0"),
-                                               _query("limit", "integer", "1 to 1000, default 100")]),
+                                               _query("limit", "integer", f"1 to {MAX_PAGE}, default 100")]),
             },
             "/v1/people/{person_id}": {
                 "get": _op("One person (admin)", {"200": _ok("the person", "Person"), "404": _error("unknown person")},
@@ -191,6 +199,16 @@ def document() -> dict:
                                 "top_k": {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K, "default": 3},
                                 "all_faces": {"type": "boolean", "default": False}, "threshold": THRESHOLD},
                                 ["photo"])),
+            },
+            "/v1/audit": {
+                "get": _op("Recorded decisions, newest first, by time range and person (admin)",
+                           {"200": _ok("a page of decisions", "AuditPage"), "400": _error("bad time or paging")},
+                           tag="audit", params=[
+                               _query("since", "string", "from this time on, ISO 8601 (no zone: UTC)"),
+                               _query("until", "string", "before this time, ISO 8601"),
+                               _query("person", "string", "decisions about this person (claimed or matched)"),
+                               _query("offset", "integer", "default 0"),
+                               _query("limit", "integer", f"1 to {MAX_PAGE}, default 100")]),
             },
             "/healthz": {"get": _op("Alive", {"200": _ok("alive")}, tag="ops", secured=False)},
             "/readyz": {"get": _op("Model loaded and index consistent with the database",

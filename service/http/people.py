@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint
 
+from service.app import inputs
 from service.http.app import state
 from service.http.errors import ApiError
 from service.http.uploads import int_parameter, json_object, uploaded_photos
 
 bp = Blueprint("people", __name__, url_prefix="/v1/people")
-MAX_PAGE = 1000
 
 
 @bp.before_request
@@ -30,11 +30,7 @@ def create_person():
 
 @bp.get("")
 def list_people():
-    offset = int_parameter("offset", 0)
-    limit = int_parameter("limit", 100)
-    if not 1 <= limit <= MAX_PAGE:
-        raise ApiError(400, "bad_request", f"limit must be between 1 and {MAX_PAGE}")
-    return state().core.people.list(offset, limit).to_json()
+    return state().core.people.list(int_parameter("offset", 0), inputs.page_size(int_parameter("limit", 100))).to_json()
 
 
 @bp.get("/<person_id>")

@@ -158,6 +158,24 @@ class CropRow(Base):
     png: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class AuditRow(Base):
+    """One verify or identify decision, appended by the service and never changed (only purged once
+    older than the retention)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    endpoint: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))
+    person: Mapped[str | None] = mapped_column(String(128), index=True)
+    distance: Mapped[float | None] = mapped_column(Float)
+    code: Mapped[str | None] = mapped_column(String(32))
+    key_id: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+
+
 class RosterState(Base):
     """The single row (id 1) whose generation the derived index follows."""
 

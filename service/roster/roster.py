@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from service.config import Config
 from service.errors import PersonExists, UnknownFace, UnknownPerson
 from service.roster.codec import encoding_to_bytes, encodings_from_bytes
+from service.roster.audit import AuditStore
 from service.roster.crops import crop_to_png
 from service.roster.database import (
     CropRow, FaceRow, PersonRow, bump_generation, current_generation, make_engine, session_factory, upgrade_database,
@@ -54,6 +55,7 @@ class Roster:
         self.engine = make_engine(config.database)
         upgrade_database(self.engine, home=config.home)
         self.sessions = session_factory(self.engine)
+        self.audit = AuditStore(self.engine)  # the same database keeps the record of decisions
         self._index: RosterIndex | None = None
 
     @property
