@@ -6,9 +6,16 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from PIL import Image
 
@@ -102,3 +109,46 @@ def side_by_side(celebrity_dir: Path) -> bytes:
     canvas.paste(a, (0, 0))
     canvas.paste(b, (a.width, 0))
     return png(canvas)
+
+
+# ---- the server --------------------------------------------------------------------------------------
+
+START_TIMEOUT = 150
+
+
+@contextmanager
+def running_server(home: Path, port: int, env: dict, cwd: Path) -> Iterator["Client"]:
+    """`facerec serve --home HOME --port PORT` with ``env`` added, until the block ends; its output
+    in HOME/server.log. Fails with the log's tail if it exits or is not ready in START_TIMEOUT s."""
+    facerec = Path(sys.executable).parent / "facerec"
+    log = open(home / "server.log", "wb")
+    process = subprocess.Popen([str(facerec), "serve", "--home", str(home), "--port", str(port)],
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}, stdout=log,
+                               stderr=subprocess.STDOUT, cwd=cwd)
+    client = Client(port)
+    try:
+        _wait_ready(client, process, home)
+        yield client
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _wait_ready(client: Client, process: subprocess.Popen, home: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}:\n"
+                                 f"{(home / 'server.log').read_text()[-3000:]}")
+        try:
+            if client.call("GET", "/readyz")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"server not ready in {START_TIMEOUT} s:\n{(home / 'server.log').read_text()[-3000:]}")

@@ -7,10 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 from urllib.parse import quote
@@ -18,13 +14,14 @@ from urllib.parse import quote
 import pytest
 from PIL import Image
 
-from http_client import Client, assert_error, free_port, photo_file, png, side_by_side, with_bystander
+from http_client import (
+    Client, assert_error, free_port, photo_file, png, running_server, side_by_side, with_bystander,
+)
 
 PEOPLE = ["ben_afflek", "elton_john", "jerry_seinfeld", "madonna", "mindy_kaling"]
 ADMIN_KEY, CLIENT_KEY = "admin-" + uuid.uuid4().hex, "client-" + uuid.uuid4().hex
 REFUSAL_REASONS = {"not_an_image", "truncated", "empty", "too_large", "no_face", "multiple_faces", "duplicate"}
 UPLOAD_LIMIT_MB = 1  # small, so 413 is cheap to provoke
-START_TIMEOUT = 150
 
 
 # ---- the server --------------------------------------------------------------------------------------
@@ -35,40 +32,10 @@ def server(tmp_path_factory, project_root, celebrity_dir, module_database_url):
     if not (project_root / "models" / "facenet_keras.h5").is_file():
         pytest.skip("FaceNet weights not fetched (make models)")
     home = tmp_path_factory.mktemp("http-home")
-    port = free_port()
-    env = {**os.environ, "FACEREC_API_KEYS": f"admin:{ADMIN_KEY},client:{CLIENT_KEY}",
-           "FACEREC_SERVER__MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB), "FACEREC_SERVER__WORKERS": "2",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
-    facerec = Path(sys.executable).parent / "facerec"
-    log = open(home / "server.log", "wb")
-    process = subprocess.Popen([str(facerec), "serve", "--home", str(home), "--port", str(port)],
-                               env=env, stdout=log, stderr=subprocess.STDOUT, cwd=project_root)
-    client = Client(port)
-    try:
-        wait_ready(client, process, home)
+    env = {"FACEREC_API_KEYS": f"admin:{ADMIN_KEY},client:{CLIENT_KEY}",
+           "FACEREC_SERVER__MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB), "FACEREC_SERVER__WORKERS": "2"}
+    with running_server(home, free_port(), env, project_root) as client:
         yield client, home
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-
-
-def wait_ready(client: Client, process: subprocess.Popen, home: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited with {process.returncode}:\n{(home / 'server.log').read_text()[-3000:]}")
-        try:
-            if client.call("GET", "/readyz")[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"server not ready in {START_TIMEOUT} s:\n{(home / 'server.log').read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
