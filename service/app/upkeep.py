@@ -72,6 +72,15 @@ class UpkeepService:
                 break
         return RosterStatus(True, faces, len(index), generation, index.generation)
 
+    def prepare_index(self) -> tuple[int, int]:
+        """Load the saved index and catch up with the database (or rebuild it), and save it: (faces,
+        generation). Needs no model: the configured model id names the encodings."""
+        index = self.core.roster.index
+        index.load()
+        index.sync()
+        index.save()
+        return len(index), index.generation
+
     def upgrade_database(self) -> None:
         """Apply the schema migrations (opening the roster does it)."""
         self.core.roster

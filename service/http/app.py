@@ -7,6 +7,7 @@ import logging
 import re
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask, current_app, g, request
 
@@ -31,14 +32,18 @@ class State:
         self.core = Facerec(config, persist_index=False, announce=log.warning)
 
     def load(self) -> None:
-        """Load the networks and the roster's index (seconds); once per worker."""
+        """Load the networks and the roster's index (seconds); once per worker, side by side: the
+        model is mostly TensorFlow's C++ and the index mostly file reading and hashing."""
         import faiss
 
         # Single queries on a flat index: OpenMP threads cost more than they bring on a small box,
         # and the worker's request threads already run in parallel.
         faiss.omp_set_num_threads(1)
         started = time.monotonic()
+        index = self.core.roster.index  # made here, in one thread; its model id needs no model
+        loading = ThreadPoolExecutor(1).submit(index.load)
         self.core.load_model()
+        loading.result()
         status = self.core.upkeep.status()
         log.warning("worker ready in %.1f s: %d faces indexed, generation %d",
                     time.monotonic() - started, status.indexed, status.generation)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -69,9 +70,15 @@ def serve(config: Config, host: str | None = None, port: int | None = None, work
                                        if v is not None})
     config = replace(config, server=server)
     check_startable(config.auth, server.host)
-    core = Facerec(config)  # migrate once here, so the workers do not race to
+    # Once here, before the fork: migrate (so the workers do not race to), and bring the saved index up to
+    # date with the database, so each worker loads a file and catches up instead of reading every encoding.
+    core = Facerec(config)
     try:
         core.upkeep.upgrade_database()
+        started = time.monotonic()
+        faces, generation = core.upkeep.prepare_index()
+        log.warning("index of %d faces at generation %d ready for the workers in %.1f s", faces, generation,
+                    time.monotonic() - started)
     finally:
         core.close()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Connection,
     DateTime,
     Engine,
     Float,
@@ -283,8 +284,8 @@ def bump_generation(session: Session) -> int:
     return generation
 
 
-def current_generation(session: Session) -> int:
-    """The roster generation as the database has it (in the session's transaction)."""
+def current_generation(session: Session | Connection) -> int:
+    """The roster generation as the database has it (in the session's or connection's transaction)."""
     generation = session.execute(
         select(RosterState.generation).where(RosterState.id == ROSTER_STATE_ID)
     ).scalar_one_or_none()

@@ -70,7 +70,7 @@ class Roster:
     def index(self) -> RosterIndex:
         """This process's search index (loaded, or rebuilt, on its first search)."""
         if self._index is None:
-            self._index = RosterIndex(self.sessions, self.model_id, self.config.index_dir,
+            self._index = RosterIndex(self.engine, self.model_id, self.config.index_dir,
                                       persist=self._persist_index)
         return self._index
 
