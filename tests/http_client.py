@@ -119,23 +119,28 @@ START_TIMEOUT = 150
 @contextmanager
 def running_server(home: Path, port: int, env: dict, cwd: Path) -> Iterator["Client"]:
     """`facerec serve --home HOME --port PORT` with ``env`` added, until the block ends; its output
-    in HOME/server.log. Fails with the log's tail if it exits or is not ready in START_TIMEOUT s."""
+    in HOME/server.log. Fails with the log's tail if it exits or is not ready in START_TIMEOUT s.
+
+    The server runs in a session of its own (``client.process``): killing that process group stops
+    its master and workers at once, as a host failure would."""
     facerec = Path(sys.executable).parent / "facerec"
     log = open(home / "server.log", "wb")
     process = subprocess.Popen([str(facerec), "serve", "--home", str(home), "--port", str(port)],
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}, stdout=log,
-                               stderr=subprocess.STDOUT, cwd=cwd)
+                               stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True)
     client = Client(port)
+    client.process = process
     try:
         _wait_ready(client, process, home)
         yield client
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
         log.close()
 
 

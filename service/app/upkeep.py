@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, ContextManager
 
 from service.app.results import ReindexReport, RosterStatus
+from service.errors import FacerecError
 from service.roster.crops import crop_from_png
 
 if TYPE_CHECKING:
@@ -80,6 +82,26 @@ class UpkeepService:
         index.sync()
         index.save()
         return len(index), index.generation
+
+    def backup(self, target: Path) -> Path:
+        """A consistent copy of a SQLite roster, taken while it is in use (SQLite's online backup).
+
+        A PostgreSQL roster is backed up with its own tools (pg_dump), which know its server.
+        """
+        import sqlite3
+
+        roster = self.core.roster
+        if roster.engine.dialect.name != "sqlite":
+            raise FacerecError(f"the roster is on {roster.engine.dialect.name}: back it up with its own tools "
+                               "(for PostgreSQL, pg_dump)")
+        target = Path(target)
+        if target.exists():
+            raise FacerecError(f"{target} exists: give a new file")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with roster.engine.connect() as connection, sqlite3.connect(target) as copy:
+            connection.connection.dbapi_connection.backup(copy)
+        copy.close()
+        return target
 
     def upgrade_database(self) -> None:
         """Apply the schema migrations (opening the roster does it)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 from service.cli.parser import Commands, positive_int
 
@@ -18,6 +19,9 @@ def register(commands: Commands) -> None:
     db = commands.group("db", "database maintenance")
     db.add("upgrade", upgrade_database, "apply the schema migrations (every start does it too)",
            example="facerec db upgrade")
+    cmd = db.add("backup", backup_database, "copy a SQLite roster while it is in use (PostgreSQL: use pg_dump)",
+                 example="facerec db backup backups/facerec-$(date +%F).db")
+    cmd.add_argument("target", type=Path, help="the new file to write the copy to")
 
     keys = commands.group("keys", "API keys of the HTTP service")
     keys.add("init", init_keys, "write an admin and a client key to the keys file if no key is configured",
@@ -51,6 +55,12 @@ def _progress_bar(description: str, total: int | None):
 def upgrade_database(args, core, out) -> int:
     core.upkeep.upgrade_database()
     out.document({"database": "upgraded"}, "database is at the latest schema")
+    return 0
+
+
+def backup_database(args, core, out) -> int:
+    target = core.upkeep.backup(args.target)
+    out.document({"backup": str(target)}, f"backed up the roster to {target}")
     return 0
 
 
