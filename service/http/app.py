@@ -42,7 +42,7 @@ class State:
         started = time.monotonic()
         index = self.core.roster.index  # made here, in one thread; its model id needs no model
         loading = ThreadPoolExecutor(1).submit(index.load)
-        self.core.load_model()
+        self.core.load_model().warm_up()
         loading.result()
         status = self.core.upkeep.status()
         log.warning("worker ready in %.1f s: %d faces indexed, generation %d",
