@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WEIGHTS := models/facenet_keras.h5
 
-.PHONY: setup models test demo bench serve clean-venv
+.PHONY: setup models browser test demo bench serve clean-venv
 
 setup: $(STAMP) models
 
@@ -23,7 +23,16 @@ $(STAMP): requirements.lock pyproject.toml | $(PY)
 models: $(STAMP)
 	$(PY) models/fetch.py
 
-test: setup
+# The console's tests drive Debian's chromium, headless: installed here when missing and this is a
+# Debian machine we may administer (as in CI); elsewhere those tests skip and say why. Never a
+# downloaded browser.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		{ DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+		  { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; }; } && \
+		echo "installed chromium for the console tests"; } || echo "no chromium: the console tests will skip"
+
+test: setup browser
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest $(PYTEST_ARGS)
 
 # The HTTP service on server.host:server.port (127.0.0.1:8000) with the roster under FACEREC_HOME.

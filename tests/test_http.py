@@ -103,6 +103,8 @@ def test_openapi_documents_every_route_and_nothing_else(tmp_path):
     assert document["openapi"].startswith("3.")
     routes: dict[str, set[str]] = {}
     for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("console."):  # the console's pages and files: not the API
+            continue
         path = rule.rule
         for name in rule.arguments:
             path = path.replace(f"<int:{name}>", f"{{{name}}}").replace(f"<{name}>", f"{{{name}}}")

@@ -81,6 +81,17 @@ def top_k(value: Any) -> int:
     return value
 
 
+def search_text(value: Any) -> str | None:
+    """What to look for among people's ids and names: trimmed, at most a name's length; None for none."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_NAME:
+        raise FacerecError(f"a search is text of at most {MAX_NAME} characters")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+        raise FacerecError("a search may not contain control characters or lone surrogates")
+    return value.strip() or None
+
+
 def page_size(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PAGE:
         raise FacerecError(f"a page holds 1 to {MAX_PAGE} entries")

@@ -29,11 +29,13 @@ class PeopleService:
         row = roster.get_person(inputs.person_id(person_id))
         return Person.from_row(row, roster.count_faces_of(row.id))
 
-    def list(self, offset: int = 0, limit: int | None = None) -> PeoplePage:
-        """People ordered by id, a page at a time (``limit`` None: all of them)."""
+    def list(self, offset: int = 0, limit: int | None = None, search: str | None = None) -> PeoplePage:
+        """People ordered by id, a page at a time (``limit`` None: all of them); with ``search``, those
+        whose id or name contains it, in any case."""
+        search = inputs.search_text(search)
         roster = self.core.roster
-        people = tuple(Person.from_row(row, faces) for row, faces in roster.list_people(offset, limit))
-        total = roster.count_people() if limit is not None or offset else len(people)
+        people = tuple(Person.from_row(row, faces) for row, faces in roster.list_people(offset, limit, search))
+        total = roster.count_people(search) if limit is not None or offset else len(people)
         return PeoplePage(people, total, offset, limit)
 
     def count(self) -> int:
@@ -64,6 +66,20 @@ class PeopleService:
         person_id = inputs.person_id(person_id)
         rows = self.core.roster.faces_of(person_id)
         return FaceList(person_id, tuple(EnrolledFace.from_row(row, person_id) for row in rows))
+
+    def crop_jpeg(self, person_id: str, face_id: int) -> bytes:
+        """The face's kept aligned crop (160x160) as a JPEG: a thumbnail for people who look after the
+        roster. UnknownFace if the face is not this person's or keeps no crop."""
+        from service.roster.crops import crop_from_png, crop_to_jpeg
+
+        person_id, face_id = inputs.person_id(person_id), inputs.face_id(face_id)
+        roster = self.core.roster
+        roster.get_person(person_id)
+        _, owner = roster.get_face(face_id)
+        crop = crop_from_png(roster.crop_of(face_id)) if owner == person_id else None
+        if crop is None:
+            raise UnknownFace(f"{person_id!r} has no face {face_id} with a kept crop")
+        return crop_to_jpeg(crop)
 
     def remove_face(self, face_id: int, person_id: str | None = None) -> Deletion:
         """Delete one face; given ``person_id``, only if it is that person's."""

@@ -65,12 +65,14 @@ def state() -> State:
 def create_app(config: Config, load_model: bool = True) -> Flask:
     """The app; ``load_model=False`` leaves the model and roster unloaded (routes answer 503),
     for tools and tests that only need the routes."""
+    from service.http.account import bp as account_bp
     from service.http.audit import bp as audit_bp
+    from service.http.console import bp as console_bp
     from service.http.decisions import bp as decisions_bp
     from service.http.ops import bp as ops_bp
     from service.http.people import bp as people_bp
 
-    app = Flask("facerec", static_folder=None)  # a JSON API: no static files
+    app = Flask("facerec", static_folder=None)  # the console serves its own files (service.http.console)
     app.config["MAX_CONTENT_LENGTH"] = int(config.server.max_upload_mb * 2**20)
     app.json.sort_keys = False
     app.extensions["facerec"] = facerec = State(config)
@@ -78,7 +80,7 @@ def create_app(config: Config, load_model: bool = True) -> Flask:
         facerec.load()
     install_error_handlers(app)
     _install_request_hooks(app)
-    for blueprint in (people_bp, decisions_bp, audit_bp, ops_bp):
+    for blueprint in (people_bp, decisions_bp, audit_bp, account_bp, ops_bp, console_bp):
         app.register_blueprint(blueprint)
     return app
 

@@ -127,6 +127,8 @@ def _schemas() -> dict:
         "AuditPage": {"type": "object", "properties": {
             "events": {"type": "array", "items": _ref("AuditEvent")}, "total": integer, "offset": integer,
             "limit": integer}},
+        "Whoami": {"type": "object", "properties": {
+            "key_id": string, "role": {"type": "string", "enum": ["admin", "client"]}, "threshold": number}},
         "Status": {"type": "object", "properties": {
             "ready": {"type": "boolean"}, "model_loaded": {"type": "boolean"},
             "index_consistent": {"type": "boolean"}, "faces": integer, "indexed": integer, "generation": integer}},
@@ -150,7 +152,9 @@ def document() -> dict:
                                                         "409": _error("the id exists")},
                             tag=people, body=_json_body("NewPerson")),
                 "get": _op("List people, paged (admin)", {"200": _ok("a page", "PeoplePage"), "400": _error("bad paging")},
-                           tag=people, params=[_query("offset", "integer", "default 0"),
+                           tag=people, params=[_query("q", "string", "only people whose id or name contains this, "
+                                                                     "in any case"),
+                                               _query("offset", "integer", "default 0"),
                                                _query("limit", "integer", f"1 to {MAX_PAGE}, default 100")]),
             },
             "/v1/people/{person_id}": {
@@ -173,6 +177,12 @@ def document() -> dict:
                             body=_multipart({"photo": {"type": "array", "items": BINARY}}, ["photo"])),
                 "get": _op("The person's faces (admin)", {"200": _ok("faces", "Faces"), "404": _error("unknown person")},
                            tag=people, params=[person]),
+            },
+            "/v1/people/{person_id}/faces/{face_id}/crop.jpg": {
+                "get": _op("The face's aligned 160x160 crop as a JPEG, a thumbnail (admin)",
+                           {"200": {"description": "the crop", "content": {"image/jpeg": {"schema": BINARY}}},
+                            "404": _error("unknown person or face, or no kept crop")},
+                           tag=people, params=[person, face]),
             },
             "/v1/people/{person_id}/faces/{face_id}": {
                 "delete": _op("Delete one face (admin)",
@@ -199,6 +209,10 @@ def document() -> dict:
                                 "top_k": {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K, "default": 3},
                                 "all_faces": {"type": "boolean", "default": False}, "threshold": THRESHOLD},
                                 ["photo"])),
+            },
+            "/v1/whoami": {
+                "get": _op("The key's id and role, and the configured threshold (client)",
+                           {"200": _ok("who is asking", "Whoami")}, tag="keys"),
             },
             "/v1/audit": {
                 "get": _op("Recorded decisions, newest first, by time range and person (admin)",

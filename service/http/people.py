@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, Response
 
 from service.app import inputs
 from service.http.app import state
 from service.http.errors import ApiError
-from service.http.uploads import int_parameter, json_object, uploaded_photos
+from service.http.uploads import int_parameter, json_object, parameter, uploaded_photos
 
 bp = Blueprint("people", __name__, url_prefix="/v1/people")
 
@@ -30,7 +30,9 @@ def create_person():
 
 @bp.get("")
 def list_people():
-    return state().core.people.list(int_parameter("offset", 0), inputs.page_size(int_parameter("limit", 100))).to_json()
+    page = state().core.people.list(int_parameter("offset", 0), inputs.page_size(int_parameter("limit", 100)),
+                                    search=parameter("q"))
+    return page.to_json()
 
 
 @bp.get("/<person_id>")
@@ -64,6 +66,13 @@ def add_faces(person_id: str):
 @bp.get("/<person_id>/faces")
 def list_faces(person_id: str):
     return state().core.people.faces(person_id).to_json()
+
+
+@bp.get("/<person_id>/faces/<int:face_id>/crop.jpg")
+def face_crop(person_id: str, face_id: int):
+    """The face's aligned 160x160 crop as a JPEG (a thumbnail); it never changes, so it may be cached."""
+    jpeg = state().core.people.crop_jpeg(person_id, face_id)
+    return Response(jpeg, mimetype="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
 
 @bp.delete("/<person_id>/faces/<int:face_id>")

@@ -17,6 +17,13 @@ def crop_to_png(crop: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def crop_to_jpeg(crop: Image.Image, quality: int = 90) -> bytes:
+    """For showing, not for re-encoding (JPEG loses a little)."""
+    buffer = io.BytesIO()
+    crop.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
 def crop_from_png(data: bytes | None) -> Image.Image | None:
     """The kept crop as RGB, or None when there is none (or it cannot be read)."""
     if not data:

@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import Row, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from service.config import Config
@@ -122,19 +122,20 @@ class Roster:
                 setattr(person, field, value)
         return person
 
-    def list_people(self, offset: int = 0, limit: int | None = None) -> list[tuple[Row, int]]:
-        """People ordered by id, each with their number of faces (rows with a person's columns, read
-        through Core: building ORM objects took a third of a second per 20,000 people)."""
+    def list_people(self, offset: int = 0, limit: int | None = None, search: str | None = None) -> list[tuple[Row, int]]:
+        """People ordered by id, each with their number of faces; with ``search``, those whose id or
+        name contains it, in any case. Rows with a person's columns, read through Core: building ORM
+        objects took a third of a second per 20,000 people."""
         columns = (PersonRow.external_id, PersonRow.name, PersonRow.attributes, PersonRow.active,
                    PersonRow.created_at, PersonRow.updated_at)
-        query = (select(*columns, func.count(FaceRow.id)).outerjoin(FaceRow).group_by(PersonRow.id)
-                 .order_by(PersonRow.external_id).offset(offset).limit(limit))
+        query = (select(*columns, func.count(FaceRow.id)).outerjoin(FaceRow).where(*_matching(search))
+                 .group_by(PersonRow.id).order_by(PersonRow.external_id).offset(offset).limit(limit))
         with self.engine.connect() as connection:
             return [(row, row[-1]) for row in connection.execute(query)]
 
-    def count_people(self) -> int:
+    def count_people(self, search: str | None = None) -> int:
         with self.sessions() as session:
-            return session.scalar(select(func.count(PersonRow.id))) or 0
+            return session.scalar(select(func.count(PersonRow.id)).where(*_matching(search))) or 0
 
     def person_ids(self) -> set[str]:
         with self.sessions() as session:
@@ -323,3 +324,13 @@ class Roster:
                         stored.append(vector)
                 generation = bump_generation(session)
             self._follow(generation, add=(np.asarray(stored_ids, np.int64), np.asarray(stored, np.float32)))
+
+
+def _matching(search: str | None) -> list:
+    """The conditions of a people search: id or name containing ``search``, case-insensitively
+    (LIKE's own wildcards in it are taken literally)."""
+    if not search:
+        return []
+    text = search.lower()
+    return [or_(func.lower(PersonRow.external_id).contains(text, autoescape=True),
+                func.lower(PersonRow.name).contains(text, autoescape=True))]
