@@ -25,8 +25,8 @@ class Client:
         self.port = port
 
     def call(self, method: str, path: str, key: str | None = None, json_body=None, files=None, fields=None,
-             raw: bytes | None = None, content_type: str | None = None):
-        """(status, parsed JSON or text, headers)."""
+             raw: bytes | None = None, content_type: str | None = None, binary: bool = False):
+        """(status, parsed JSON or text (bytes with ``binary``), headers)."""
         headers = {"X-API-Key": key} if key else {}
         body = raw
         if json_body is not None:
@@ -45,6 +45,8 @@ class Client:
             data = response.read()
         finally:
             conn.close()
+        if binary and response.status == 200:
+            return response.status, data, dict(response.getheaders())
         text = data.decode("utf-8", "replace")
         is_json = response.getheader("Content-Type", "").startswith("application/json")
         return response.status, json.loads(text) if is_json else text, dict(response.getheaders())

@@ -5,6 +5,7 @@ every error status, cross-worker visibility, audit, metrics and the OpenAPI docu
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import uuid
@@ -156,6 +157,24 @@ def test_enrollment_through_the_api(client, enrolled):
     assert status == 200 and body["faces"] == enrolled["madonna"] and body["name"] == "Madonna"
     status, body, _ = client.call("GET", "/v1/people/madonna/faces", ADMIN_KEY)
     assert status == 200 and len(body["faces"]) == enrolled["madonna"]
+
+
+def test_search_thumbnails_and_whoami(client, enrolled):
+    """What the console reads: people by id or name, a face's crop as a JPEG, the key's role."""
+    status, body, _ = client.call("GET", "/v1/people?q=ON", ADMIN_KEY)  # any case, id or name
+    assert status == 200 and [p["id"] for p in body["people"]] == ["elton_john", "madonna"] and body["total"] == 2
+    status, body, _ = client.call("GET", "/v1/people?q=Jerry%20S", ADMIN_KEY)  # "Jerry Seinfeld", the name
+    assert [p["id"] for p in body["people"]] == ["jerry_seinfeld"]
+    assert client.call("GET", "/v1/people?q=_%25", ADMIN_KEY)[1]["people"] == []  # wildcards are literal
+    face = client.call("GET", "/v1/people/madonna/faces", ADMIN_KEY)[1]["faces"][0]["id"]
+    status, jpeg, headers = client.call("GET", f"/v1/people/madonna/faces/{face}/crop.jpg", ADMIN_KEY, binary=True)
+    assert status == 200 and headers["Content-Type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(jpeg)).size == (160, 160)
+    assert_error(client.call("GET", f"/v1/people/ben_afflek/faces/{face}/crop.jpg", ADMIN_KEY), 404, "unknown_face")
+    assert_error(client.call("GET", f"/v1/people/madonna/faces/{face}/crop.jpg", CLIENT_KEY), 403, "forbidden")
+    status, body, _ = client.call("GET", "/v1/whoami", CLIENT_KEY)
+    assert status == 200 and body["role"] == "client" and body["key_id"].startswith("client:") and body["threshold"] == 0.7
+    assert_error(client.call("GET", "/v1/whoami"), 401, "unauthorized")
 
 
 def test_a_bad_photo_does_not_sink_the_good_ones(client, enrolled, celebrity_dir):

@@ -347,14 +347,15 @@ function tryView() {
   };
   show(el("section", { class: "card" }, el("h2", {}, "Try it"),
           el("div", { class: "row" }, el("label", {}, "Photo ", file)), camera, video,
-          el("div", { class: "row" }, el("button", { id: "identify", onclick: () => ask("identify") }, "Identify")),
-          el("div", { class: "row" }, claimed, el("button", { id: "verify", onclick: () => ask("verify") }, "Verify"))),
+          el("div", { class: "row" }, el("button", { id: "identify", onclick: () => ask("identify") }, "Identify"),
+             el("span", { class: "muted" }, "or verify a claim:"), claimed,
+             el("button", { id: "verify", onclick: () => ask("verify") }, "Verify"))),
        el("section", { class: "card" }, el("h2", {}, "Answer"), result, canvas));
 }
 
 async function drawAnswer(canvas, blob, faces, threshold) {
   const image = await createImageBitmap(blob);
-  const scale = Math.min(1, 720 / image.width);
+  const scale = Math.min(720 / image.width, Math.max(1, 480 / image.width));  // small photos shown larger
   canvas.width = Math.round(image.width * scale);
   canvas.height = Math.round(image.height * scale);
   const g = canvas.getContext("2d");
@@ -368,10 +369,11 @@ async function drawAnswer(canvas, blob, faces, threshold) {
     g.strokeRect(x, y, w, h);
     const text = `${face.label} ${fmt(face.distance)} / ${threshold}`;
     const width = g.measureText(text).width + 8;
+    const left = Math.max(0, Math.min(x, canvas.width - width));  // the label stays on the picture
     g.fillStyle = colour;
-    g.fillRect(x, Math.max(0, y - 20), width, 20);
+    g.fillRect(left, Math.max(0, y - 20), width, 20);
     g.fillStyle = "#fff";
-    g.fillText(text, x + 4, Math.max(15, y - 5));
+    g.fillText(text, left + 4, Math.max(15, y - 5));
   }
   canvas.hidden = false;
 }
