@@ -16,7 +16,9 @@ from http_client import free_port, photo_file, running_server
 
 ADMIN_KEY, CLIENT_KEY = "admin-" + uuid.uuid4().hex, "client-" + uuid.uuid4().hex
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                 # A camera that shows chromium's own test pattern, granted without asking.
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 TIMEOUT_MS = 60_000  # a photo's first trip through the networks, on a busy 2-core machine
 # Page-side checks are functions ("() => ..."), never expression strings: Playwright evaluates those
 # with eval(), which the console's Content-Security-Policy (rightly) refuses.
@@ -200,6 +202,19 @@ def test_a_client_key_gets_try_it_only(tab, server, celebrity_dir):
     page.click("#verify")
     answer = page.wait_for_selector("li.answer")
     assert "jerry_seinfeld: accepted" in answer.inner_text()
+
+
+def test_a_photo_from_the_camera(tab):
+    """The camera path: chromium's fake camera shows a test pattern, so the answer is "no face"."""
+    tab.sign_in(CLIENT_KEY)
+    page = tab.page
+    page.goto(f"{tab.base}/console#/try")
+    page.click("text=Use the camera")
+    page.wait_for_function("() => document.querySelector('#camera').videoWidth > 0")
+    page.click("text=Take photo")
+    page.wait_for_selector("#result:has-text('photo: camera.jpg')")
+    page.click("#identify")
+    page.wait_for_selector("#result .error:has-text('no face found')")
 
 
 def test_a_wrong_key_is_refused(tab):
