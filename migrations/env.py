@@ -66,10 +66,33 @@ def run_migrations_online() -> None:
 
 
 def _run_on(connection: Connection) -> None:
-    with _sqlite_foreign_keys_off(connection):
+    with _one_migrator_at_a_time(connection), _sqlite_foreign_keys_off(connection):
         context.configure(connection=connection, **_configure_options(connection.dialect.name))
         with context.begin_transaction():
             context.run_migrations()
+
+
+MIGRATION_LOCK = 4_711_042  # any constant: the key of PostgreSQL's advisory lock for migrating
+
+
+@contextmanager
+def _one_migrator_at_a_time(connection: Connection) -> Iterator[None]:
+    """On PostgreSQL, replicas starting together take turns: the second waits, then finds nothing to do.
+
+    (SQLite serialises writers itself.) A session-level advisory lock: migrations commit step by step.
+    """
+    if connection.dialect.name != "postgresql" or connection.in_transaction():
+        yield
+        return
+    connection.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+    connection.commit()
+    try:
+        yield
+    finally:
+        if connection.in_transaction():
+            connection.rollback()
+        connection.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+        connection.commit()
 
 
 @contextmanager

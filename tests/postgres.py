@@ -60,8 +60,9 @@ class PostgresServer:
             user = pwd.getpwnam(SERVER_USER)
             os.chown(root, user.pw_uid, user.pw_gid)
         os.chmod(root, 0o700)
+        # C.UTF-8: byte-order collation, but Unicode-aware lower() and upper(), as a production locale.
         server._run("initdb", "-D", str(server.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                    "--locale=C", "--no-sync")
+                    "--locale=C.UTF-8", "--no-sync")
         options = (f"-p {server.port} -k {server.data} -c listen_addresses=127.0.0.1 -c fsync=off "
                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
         server._run("pg_ctl", "-D", str(server.data), "-l", str(root / "server.log"), "-o", options, "-w",

@@ -143,10 +143,15 @@ def test_batch_migration_of_people_keeps_their_faces(tmp_path: Path, sqlite_engi
 
 
 def test_crop_files_move_into_the_database(tmp_path: Path, database_url: str) -> None:
-    """Migration 0002 copies each face's crop file into face_crops and drops faces.crop_path."""
-    home = tmp_path / "home"
-    (home / "crops" / "1").mkdir(parents=True)
-    (home / "crops" / "1" / "a.png").write_bytes(b"\x89PNG a crop")
+    """Migration 0002 copies the crop files of the home it is told of into face_crops; `import-crops`
+    copies another host's; faces.crop_path stays for replicas not yet upgraded; a crop goes with its face."""
+    from service.config import load_config
+    from service.roster.roster import Roster
+
+    home, other_host = tmp_path / "home", tmp_path / "other-host"
+    for folder, name in ((home, "a.png"), (other_host, "b.png")):
+        (folder / "crops" / "1").mkdir(parents=True)
+        (folder / "crops" / "1" / name).write_bytes(b"\x89PNG " + name.encode())
     engine = make_engine(database_url or sqlite_url(home))
     try:
         upgrade_database(engine, "0001")
@@ -154,24 +159,44 @@ def test_crop_files_move_into_the_database(tmp_path: Path, database_url: str) ->
             connection.exec_driver_sql("INSERT INTO people (external_id, active, created_at, updated_at) "
                                        "VALUES ('E1', true, '2026-01-01 00:00:00+00', '2026-01-01 00:00:00+00')")
             person = connection.exec_driver_sql("SELECT id FROM people").scalar()
-            for sha, path in ((SHA_A, "crops/1/a.png"), (SHA_B, "crops/1/gone.png")):
+            blob = "x'00'" if engine.dialect.name == "sqlite" else "'\\x00'"
+            for sha, path in ((SHA_A, "crops/1/a.png"), (SHA_B, "crops/1/b.png")):
                 connection.exec_driver_sql(
                     "INSERT INTO faces (person_id, encoding, model_id, photo_sha256, box_x, box_y, box_w, box_h, "
-                    "crop_path, created_at, updated_at) VALUES (%s, %s, 'm', %s, 0, 0, 1, 1, %s, "
-                    "'2026-01-01 00:00:00+00', '2026-01-01 00:00:00+00')" % (
-                        person, "x'00'" if engine.dialect.name == "sqlite" else "'\\x00'", f"'{sha}'", f"'{path}'"))
+                    f"crop_path, created_at, updated_at) VALUES ({person}, {blob}, 'm', '{sha}', 0, 0, 1, 1, "
+                    f"'{path}', '2026-01-01 00:00:00+00', '2026-01-01 00:00:00+00')")
+
+        def crops() -> list:
+            with engine.connect() as connection:
+                return sorted((sha, bytes(png)) for sha, png in connection.exec_driver_sql(
+                    "SELECT f.photo_sha256, c.png FROM face_crops c JOIN faces f ON f.id = c.face_id"))
+
         upgrade_database(engine, home=home)
-        with engine.connect() as connection:
-            crops = connection.exec_driver_sql("SELECT f.photo_sha256, c.png FROM face_crops c "
-                                               "JOIN faces f ON f.id = c.face_id").all()
-        assert [(sha, bytes(png)) for sha, png in crops] == [(SHA_A, b"\x89PNG a crop")]  # the missing file: none
-        assert "crop_path" not in {c["name"] for c in inspect(engine).get_columns("faces")}
-        with session_factory(engine).begin() as session:  # a crop goes with its face
+        assert crops() == [(SHA_A, b"\x89PNG a.png")]  # b.png is on the other host
+        assert "crop_path" in {c["name"] for c in inspect(engine).get_columns("faces")}
+        roster = Roster(load_config(home=str(other_host), database_url=database_url or sqlite_url(home)), "m")
+        assert roster.import_crop_files(other_host) == (1, 0)  # b.png; a.png is in already
+        assert roster.import_crop_files(other_host) == (0, 0)
+        roster.close()
+        assert crops() == [(SHA_A, b"\x89PNG a.png"), (SHA_B, b"\x89PNG b.png")]
+        with session_factory(engine).begin() as session:
             session.execute(delete(FaceRow))
-        with engine.connect() as connection:
-            assert connection.exec_driver_sql("SELECT count(*) FROM face_crops").scalar() == 0
+        assert crops() == []
     finally:
         engine.dispose()
+
+
+def test_face_ids_are_never_reused(engine: Engine, sessions) -> None:
+    """A deleted face's id is never given to a new face: worker indexes and thumbnails go by id."""
+    _person_with_faces(sessions, SHA_A, SHA_B)
+    with sessions.begin() as session:
+        highest = session.scalar(select(func.max(FaceRow.id)))
+        session.execute(delete(FaceRow).where(FaceRow.id == highest))
+    with sessions.begin() as session:
+        person = session.scalar(select(PersonRow.id))
+        session.add(_face("c" * 64, person_id=person))
+    with sessions() as session:
+        assert session.scalar(select(func.max(FaceRow.id))) > highest
 
 
 # --- SQLite connection set-up -----------------------------------------------------------------

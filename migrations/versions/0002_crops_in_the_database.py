@@ -8,8 +8,12 @@ The aligned 160x160 crops kept for re-encoding were files under ``<home>/crops/`
 ``faces.crop_path``: a replica on another host could not reach them. They become rows of
 ``face_crops`` (PNG bytes, deleted with their face). When the migration runs with the data home known
 (``upgrade_database(..., home=...)``, as every facerec command does), the files found there are copied
-in; a face whose file is missing keeps no crop (``reindex --reembed`` reports it). The files are left
-on disk: delete ``<home>/crops/`` once every replica runs this version.
+in; crops kept on other hosts are copied by running ``facerec db import-crops`` there.
+
+``faces.crop_path`` stays, unread by this version and written by none: a replica still running the
+previous version keeps working on the migrated database until it is upgraded too. The files are left
+on disk; delete ``<home>/crops/`` once ``import-crops`` has run on every host. Downgrading drops
+``face_crops``: crops of faces enrolled since the upgrade are lost (their faces keep their encodings).
 """
 
 from __future__ import annotations
@@ -39,34 +43,29 @@ def upgrade() -> None:
                                 ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("face_id", name=op.f("pk_face_crops")),
     )
-    home = context.config.attributes.get("home")
-    if home is not None:
-        _copy_crop_files(Path(home), crops)
-    with op.batch_alter_table("faces") as batch:
-        batch.drop_column("crop_path")
-
-
-def _copy_crop_files(home: Path, crops: sa.Table) -> None:
-    bind = op.get_bind()
     faces = sa.table("faces", sa.column("id", sa.Integer), sa.column("crop_path", sa.String))
-    rows = bind.execute(sa.select(faces.c.id, faces.c.crop_path).where(faces.c.crop_path.is_not(None))).all()
+    rows = op.get_bind().execute(sa.select(faces.c.id, faces.c.crop_path).where(faces.c.crop_path.is_not(None))).all()
+    if not rows:
+        return
+    home = context.config.attributes.get("home")
+    if home is None:
+        log.warning("%d faces keep their crops as files under a data home this migration was not told of: run "
+                    "`facerec db import-crops` with that home to copy them into the database", len(rows))
+        return
     copied = missing = 0
     for start in range(0, len(rows), BATCH):
         batch = []
         for face_id, crop_path in rows[start:start + BATCH]:
             try:
-                batch.append({"face_id": face_id, "png": (home / crop_path).read_bytes()})
+                batch.append({"face_id": face_id, "png": (Path(home) / crop_path).read_bytes()})
             except OSError:
                 missing += 1
         if batch:
-            bind.execute(crops.insert(), batch)
+            op.get_bind().execute(crops.insert(), batch)
             copied += len(batch)
-    if rows:
-        log.warning("moved %d face crops from %s into the database (%d files missing); the folder is no "
-                    "longer read and can be deleted", copied, home / "crops", missing)
+    log.warning("copied %d face crops from %s into the database (%d not found there: if they are on another "
+                "host, run `facerec db import-crops` there)", copied, Path(home) / "crops", missing)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("faces") as batch:
-        batch.add_column(sa.Column("crop_path", sa.String(length=512), nullable=True))
     op.drop_table("face_crops")

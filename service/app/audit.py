@@ -26,8 +26,8 @@ class AuditService:
 
     def record(self, endpoint: str, outcome: str, person: str | None = None, distance: float | None = None,
                code: str | None = None, key_id: str | None = None, request_id: str | None = None) -> None:
-        """Append one decision: to the local log first (it never depends on the database), then to the
-        database; a database failure is logged, and the decision stands."""
+        """Append one decision to the local log (it never depends on the database) and to the database.
+        Either failing is logged and the decision stands: it was made, and the other record holds it."""
         from service.roster.audit import AuditFile
         from service.roster.database import utcnow
 
@@ -37,7 +37,10 @@ class AuditService:
                   "distance": distance_json(distance), "code": code}
         if self._file is None:
             self._file = AuditFile(self.core.config.audit_log)
-        self._file.append({"time": now.isoformat(timespec="milliseconds"), **fields})
+        try:
+            self._file.append({"time": now.isoformat(timespec="milliseconds"), **fields})
+        except OSError:
+            log.exception("decision not written to %s (it goes to the database)", self.core.config.audit_log)
         try:
             self.core.roster.audit.append({"time": now, **fields})
         except SQLAlchemyError:

@@ -68,10 +68,13 @@ def threshold(value: Any, configured: float, may_loosen: bool = True) -> float:
     return number
 
 
+MAX_FACE_ID = 2**31 - 1  # faces.id is a 32-bit integer on PostgreSQL
+
+
 def face_id(value: Any) -> int:
-    """A face id as the database can hold it."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
-        raise FacerecError(f"a face id is a whole number from 1 to {2**63 - 1}")
+    """A face id as every database can hold it."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_FACE_ID:
+        raise FacerecError(f"a face id is a whole number from 1 to {MAX_FACE_ID}")
     return value
 
 
@@ -103,9 +106,9 @@ def moment(value: Any) -> datetime:
     means UTC."""
     try:
         parsed = datetime.fromisoformat(str(value).strip())
-    except ValueError:
-        raise FacerecError(f"not a date and time in ISO 8601: {_shown(value)}") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: a zone offset pushing it past year 1 or 9999
+        raise FacerecError(f"not a date and time in ISO 8601 (years 1 to 9999): {_shown(value)}") from None
 
 
 def _shown(value: Any, limit: int = 40) -> str:

@@ -103,6 +103,11 @@ class UpkeepService:
         copy.close()
         return target
 
+    def import_crops(self, home: Path | None = None) -> tuple[int, int]:
+        """Copy the crop files an earlier version kept under ``home`` (default: this data home) into the
+        database, for the faces that have none there yet; (copied, not found under that home)."""
+        return self.core.roster.import_crop_files(Path(home) if home else self.core.config.home)
+
     def upgrade_database(self) -> None:
         """Apply the schema migrations (opening the roster does it)."""
         self.core.roster

@@ -22,6 +22,10 @@ def register(commands: Commands) -> None:
     cmd = db.add("backup", backup_database, "copy a SQLite roster while it is in use (PostgreSQL: use pg_dump)",
                  example="facerec db backup backups/facerec-$(date +%F).db")
     cmd.add_argument("target", type=Path, help="the new file to write the copy to")
+    cmd = db.add("import-crops", import_crops, "copy crop files an earlier version kept on this host into the database",
+                 example="facerec db import-crops    # on each host that ran a version before 0.2")
+    cmd.add_argument("from_home", nargs="?", type=Path, metavar="HOME",
+                     help="the data home holding crops/ (default: --home, FACEREC_HOME or the config's)")
 
     keys = commands.group("keys", "API keys of the HTTP service")
     keys.add("init", init_keys, "write an admin and a client key to the keys file if no key is configured",
@@ -61,6 +65,13 @@ def upgrade_database(args, core, out) -> int:
 def backup_database(args, core, out) -> int:
     target = core.upkeep.backup(args.target)
     out.document({"backup": str(target)}, f"backed up the roster to {target}")
+    return 0
+
+
+def import_crops(args, core, out) -> int:
+    copied, missing = core.upkeep.import_crops(args.from_home)
+    out.document({"copied": copied, "not_found": missing},
+                 f"copied {copied} crop(s) into the database; {missing} face(s) have a crop path with no file here")
     return 0
 
 

@@ -81,6 +81,7 @@ def serve(config: Config, host: str | None = None, port: int | None = None, work
                     time.monotonic() - started)
     finally:
         core.close()
+    del core  # the master serves nothing: it must not hold the index while the workers run
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     FacerecServer(config, gunicorn_options(config)).run()
     return 0

@@ -138,6 +138,9 @@ class FaceRow(TimestampMixin, Base):
     box_h: Mapped[float] = mapped_column(Float)
     # Detection confidence; None when detection was off.
     score: Mapped[float | None] = mapped_column(Float)
+    # Where versions before the crops moved into the database (``face_crops``) kept this face's crop, as
+    # a path under the data home: read only by ``facerec db import-crops``, written by no one.
+    crop_path: Mapped[str | None] = mapped_column(String(512))
 
     person: Mapped[PersonRow] = relationship(back_populates="faces")
 
@@ -188,12 +191,17 @@ class RosterState(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
+CONNECT_TIMEOUT_SECONDS = 10
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; a SQLite file's folder is created, and its connections get WAL,
-    enforced foreign keys and a busy timeout."""
+    enforced foreign keys, a busy timeout and Unicode-aware ``lower()``."""
     _create_sqlite_folder(url)
-    # pre_ping: a pooled PostgreSQL connection may have been dropped by a server restart.
-    engine = create_engine(url, pool_pre_ping=True)
+    # pre_ping: a pooled PostgreSQL connection may have been dropped by a server restart. A connect
+    # timeout: an unreachable server must fail a request in seconds, not after the kernel's retries.
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if make_url(url).get_backend_name() == "postgresql" else {}
+    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -217,6 +225,8 @@ def _set_sqlite_pragmas(dbapi_connection: Any) -> None:
     # SQLite enforces foreign keys (and so ON DELETE CASCADE) only when asked, per connection;
     # WAL lets readers run while one writer commits; busy_timeout waits for that writer instead
     # of failing at once with "database is locked".
+    # SQLite's own lower() folds ASCII only: a search for "émile" would miss "Émile".
+    dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -224,6 +234,10 @@ def _set_sqlite_pragmas(dbapi_connection: Any) -> None:
         cursor.execute("PRAGMA busy_timeout=5000")
     finally:
         cursor.close()
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 def alembic_config(url: str, script_location: Path = MIGRATIONS_DIR) -> AlembicConfig:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -119,14 +120,16 @@ class RosterIndex:
         ids = np.empty(total, np.int64)
         vectors = np.empty((total, 128), np.float32)
         filled = 0
-        for rows in self._encoding_rows(connection, chunk):
-            end = min(filled + len(rows), total)  # a face added since the count waits for the next catch-up
-            rows = rows[:end - filled]
-            ids[filled:end] = [face_id for face_id, _ in rows]
-            vectors[filled:end] = encodings_from_bytes(blob for _, blob in rows)
-            filled = end
-            if progress:
-                progress(len(rows))
+        # closing(): on an error, the server-side cursor is closed before the connection goes back
+        with closing(self._encoding_rows(connection, chunk)) as chunks:
+            for rows in chunks:
+                end = min(filled + len(rows), total)  # a face added since the count waits for the next catch-up
+                rows = rows[:end - filled]
+                ids[filled:end] = [face_id for face_id, _ in rows]
+                vectors[filled:end] = encodings_from_bytes(blob for _, blob in rows)
+                filled = end
+                if progress:
+                    progress(len(rows))
         return ids[:filled], vectors[:filled]
 
     def _encoding_rows(self, connection: Connection, chunk: int) -> Iterator[list]:

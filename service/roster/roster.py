@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import Row, delete, func, or_, select, update
+from sqlalchemy import Row, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from service.config import Config
@@ -237,6 +238,27 @@ class Roster:
         return FaceRow(person_id=face.person_row_id, encoding=encoding_to_bytes(face.encoding),
                        model_id=self.model_id, photo_sha256=face.photo_sha256, box_x=x, box_y=y, box_w=w,
                        box_h=h, score=face.confidence)
+
+    def import_crop_files(self, home: Path, batch: int = 500) -> tuple[int, int]:
+        """Copy into the database the crop files an earlier version kept under ``home`` for faces that
+        have no crop in the database yet; (copied, not found under this home)."""
+        query = (select(FaceRow.id, FaceRow.crop_path).outerjoin(CropRow, CropRow.face_id == FaceRow.id)
+                 .where(FaceRow.crop_path.is_not(None), CropRow.face_id.is_(None)))
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        copied = missing = 0
+        for start in range(0, len(rows), batch):
+            found = []
+            for face_id, crop_path in rows[start:start + batch]:
+                try:
+                    found.append({"face_id": face_id, "png": (Path(home) / crop_path).read_bytes()})
+                except OSError:
+                    missing += 1
+            if found:
+                with self.engine.begin() as connection:
+                    connection.execute(insert(CropRow), found)
+                copied += len(found)
+        return copied, missing
 
     def crop_of(self, face_id: int) -> bytes | None:
         """The face's kept crop (PNG bytes), or None."""
