@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
 from service.app import inputs
+
+MIGRATION_LOCK = 4_711_042  # migrations/env.py
 from service.errors import FacerecError
 
 
@@ -40,12 +43,19 @@ def test_out_of_range_ids_and_times_are_bad_requests(core):
             inputs.moment(moment)
 
 
-def test_replicas_starting_together_migrate_once(postgres_server, project_root):
-    """Three processes opening a new PostgreSQL roster at once: one migrates, the others wait for it and
-    find nothing left to do (Alembic keeps process-wide state, hence processes, not threads)."""
+def test_a_replica_migrating_waits_for_another_one(postgres_server, project_root):
+    """Replicas starting together on a new PostgreSQL roster take turns at migrating: while one holds the
+    migration lock, another's start waits for it, and then finds its work done."""
+    import psycopg
+
     url = postgres_server.new_database()
+    dsn = f"host=127.0.0.1 port={postgres_server.port} user=postgres dbname={url.rsplit('/', 1)[1]}"
     command = [sys.executable, "-c", "import sys; from service.roster.database import upgrade_database; "
                                      "upgrade_database(sys.argv[1])", url]
-    starts = [subprocess.Popen(command, cwd=project_root, stderr=subprocess.PIPE, text=True) for _ in range(3)]
-    errors = [(start.wait(timeout=120), start.stderr.read()[-2000:]) for start in starts]
-    assert [code for code, _ in errors] == [0, 0, 0], errors
+    with psycopg.connect(dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))  # as a replica migrating right now
+        waiting = subprocess.Popen(command, cwd=project_root, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)
+        assert waiting.poll() is None  # still waiting for the lock, not migrating beside it
+        holder.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+    assert waiting.wait(timeout=60) == 0, waiting.stderr.read()[-2000:]

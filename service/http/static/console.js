@@ -78,6 +78,7 @@ function errorText(error) {
 
 async function thumbnail(person, faceId) {
   const img = el("img", { class: "thumb", alt: `face ${faceId}`, "data-face": faceId });
+  img.addEventListener("load", () => URL.revokeObjectURL(img.src), { once: true });  // drawn: let the bytes go
   try {
     img.src = URL.createObjectURL(await api("GET", `/v1/people/${enc(person)}/faces/${faceId}/crop.jpg`,
                                             { binary: true }));
