@@ -47,6 +47,7 @@ class ServerConfig:
     workers: int = 2
     threads: int = 4
     max_upload_mb: float = 10.0
+    request_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -187,9 +188,10 @@ def _validate(config: Config, source: Path) -> None:
     if config.model.batch_size < 1 or config.max_pixels < 1 or config.index_k < 1:
         raise ConfigError(f"{source}: model.batch_size, image.max_pixels and index.k must be positive")
     server = config.server
-    if server.workers < 1 or server.threads < 1 or server.max_upload_mb <= 0 or not 0 <= server.port < 65536:
-        raise ConfigError(f"{source}: server.workers, server.threads, server.max_upload_mb and server.port "
-                          "must be positive")
+    if (server.workers < 1 or server.threads < 1 or server.max_upload_mb <= 0 or server.request_timeout <= 0
+            or not 0 <= server.port < 65536):
+        raise ConfigError(f"{source}: server.workers, server.threads, server.max_upload_mb, server.request_timeout "
+                          "and server.port must be positive")
     if config.auth.mode not in ("keys", "disabled"):
         raise ConfigError(f"{source}: auth.mode must be 'keys' or 'disabled'")
     for entry in config.auth.keys:
@@ -217,6 +219,7 @@ def _server(raw: dict) -> ServerConfig:
         workers=int(raw.pop("workers", defaults.workers)),
         threads=int(raw.pop("threads", defaults.threads)),
         max_upload_mb=float(raw.pop("max_upload_mb", defaults.max_upload_mb)),
+        request_timeout=float(raw.pop("request_timeout", defaults.request_timeout)),
     )
     if raw:
         raise ValueError(f"unknown settings {[f'server.{k}' for k in raw]}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -203,6 +204,20 @@ def test_missing_or_corrupt_index_is_rebuilt_from_the_database(database_url, cap
     assert_index_matches_database(home, pipeline.model_id)
 
 
+def test_an_index_path_that_is_a_file_is_repaired(database_url, capsys, pipeline, tmp_path, celebrity_dir, caplog):
+    home = tmp_path / "home"
+    cli(capsys, pipeline, home, "enroll", "mindy", *map(str, val_photos(celebrity_dir, "mindy_kaling")[:2]))
+    shutil.rmtree(home / "index")
+    (home / "index").write_text("not a folder")
+    with caplog.at_level("WARNING"):
+        code, out, err = cli(capsys, pipeline, home, "identify", str(val_photos(celebrity_dir, "mindy_kaling")[3]),
+                             "--json")
+    assert answer(out)["faces"][0]["candidates"][0]["person"] == "mindy" and "Traceback" not in err
+    assert "was not a folder" in caplog.text and (home / "index").is_dir()
+    assert [p.read_text() for p in home.glob("index.not-a-folder-*")] == ["not a folder"]  # kept, not deleted
+    assert_index_matches_database(home, pipeline.model_id)
+
+
 def test_reindex_reports_vectors(capsys, pipeline, home):
     code, out, _ = cli(capsys, pipeline, home, "reindex", "--json")
     report = json.loads(out)
@@ -277,3 +292,6 @@ def test_sigkill_during_import_loses_nothing_reported(database_url, tmp_path, ce
     ids, _ = db_state(home, pipeline.model_id)
     assert len(ids) == summary["accepted"] + summary["duplicate"]
     assert_index_matches_database(home, pipeline.model_id)
+    assert kept_crops(home) == len(ids)  # a crop for every face, none left over
+    leftovers = [p for p in home.rglob("*") if p.is_file() and (p.name.startswith(".") or p.suffix == ".partial")]
+    assert leftovers == [] and not (home / "crops").exists()  # crops live in the database now

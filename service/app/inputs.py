@@ -6,6 +6,7 @@ here, once, so the CLI and the API accept and refuse the same things with the sa
 
 from __future__ import annotations
 
+import json
 import math
 import unicodedata
 from datetime import UTC, datetime
@@ -43,10 +44,46 @@ def person_name(value: Any) -> str | None:
     return value
 
 
+MAX_METADATA_BYTES = 16_384  # as compact JSON
+MAX_METADATA_DEPTH = 8
+
+
 def metadata(value: Any) -> dict | None:
-    if value is not None and not isinstance(value, dict):
+    """Free-form metadata: a JSON object of at most 16 KB and 8 levels, finite numbers, valid text."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
         raise FacerecError("metadata is a JSON object")
+    _check_json_value(value, 1)
+    size = len(json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+    if size > MAX_METADATA_BYTES:
+        raise FacerecError(f"metadata is {size:,} bytes as JSON, over the {MAX_METADATA_BYTES:,}-byte limit")
     return value
+
+
+def _check_json_value(value: Any, depth: int) -> None:
+    if depth > MAX_METADATA_DEPTH:
+        raise FacerecError(f"metadata nests deeper than {MAX_METADATA_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise FacerecError("metadata keys are text")
+            _check_text(key, "a metadata key")
+            _check_json_value(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json_value(item, depth + 1)
+    elif isinstance(value, str):
+        _check_text(value, "metadata text")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise FacerecError("metadata numbers are finite (no NaN or Infinity)")
+    elif not (value is None or isinstance(value, (bool, int, float))):
+        raise FacerecError("metadata holds JSON values only")
+
+
+def _check_text(value: str, what: str) -> None:
+    if any(unicodedata.category(c) == "Cs" for c in value):
+        raise FacerecError(f"{what} may not contain lone surrogates")
 
 
 def threshold(value: Any, configured: float, may_loosen: bool = True) -> float:

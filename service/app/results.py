@@ -7,6 +7,7 @@ distances to 6 decimals, boxes to 1 (pixels), detector confidences to 4.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -43,6 +44,17 @@ def confidence_json(confidence: float | None) -> float | None:
 
 def time_json(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite number replaced by None: strict JSON can hold it."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(item) for item in value]
+    return value
 
 
 def error_json(code: str, message: str) -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from service.app.results import error_json
+from service.app.results import error_json, finite_json
 
 
 class Output:
@@ -16,14 +16,14 @@ class Output:
     def document(self, payload: dict, text: str) -> None:
         """One answer: one line of JSON (compact: the C encoder, 20k people in 0.1 s), or the text."""
         if self.as_json:
-            print(json.dumps(payload))
+            print(_strict(payload))
         else:
             print(text)
 
     def line(self, payload: dict, text: str | None) -> None:
         """One answer of many, printed as soon as it is known: a JSON line, or a line of text."""
         if self.as_json:
-            print(json.dumps(payload), flush=True)
+            print(_strict(payload), flush=True)
         elif text is not None:
             print(text, flush=True)
 
@@ -38,3 +38,11 @@ class Output:
     def note(message: str) -> None:
         """Progress and warnings: stderr, so stdout stays parseable."""
         print(message, file=sys.stderr, flush=True)
+
+
+def _strict(payload: dict) -> str:
+    """Strict JSON: a NaN or infinite number (say, a rate of nothing) is written as null."""
+    try:
+        return json.dumps(payload, allow_nan=False)
+    except ValueError:
+        return json.dumps(finite_json(payload), allow_nan=False)

@@ -10,12 +10,15 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask, current_app, g, request
+from flask.json.provider import DefaultJSONProvider
 
 from service.app import Facerec
+from service.app.results import finite_json
 from service.config import Config
 from service.http.auth import Authenticator
 from service.http.errors import ApiError, install_error_handlers
 from service.http.metrics import Metrics
+from service.http.uploads import MAX_FORM_FIELD_BYTES, MAX_PHOTOS
 
 log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -58,6 +61,20 @@ class State:
         return self.core
 
 
+class StrictJSONProvider(DefaultJSONProvider):
+    """JSON out as strict as JSON in: no NaN or Infinity ever (a value stored before they were refused
+    goes out as null), keys in the order the answer builds them."""
+
+    sort_keys = False
+
+    def dumps(self, obj, **kwargs) -> str:
+        kwargs.setdefault("allow_nan", False)
+        try:
+            return super().dumps(obj, **kwargs)
+        except ValueError:
+            return super().dumps(finite_json(obj), **kwargs)
+
+
 def state() -> State:
     return current_app.extensions["facerec"]
 
@@ -73,8 +90,10 @@ def create_app(config: Config, load_model: bool = True) -> Flask:
     from service.http.people import bp as people_bp
 
     app = Flask("facerec", static_folder=None)  # the console serves its own files (service.http.console)
+    app.json = StrictJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = int(config.server.max_upload_mb * 2**20)
-    app.json.sort_keys = False
+    app.config["MAX_FORM_MEMORY_SIZE"] = MAX_FORM_FIELD_BYTES
+    app.config["MAX_FORM_PARTS"] = MAX_PHOTOS + 10
     app.extensions["facerec"] = facerec = State(config)
     if load_model:
         facerec.load()

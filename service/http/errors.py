@@ -27,7 +27,8 @@ STATUS_BY_CODE = {
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "unknown_route",
               405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
 # Every code an error body may carry.
-ERROR_CODES = set(STATUS_BY_CODE) | set(HTTP_CODES.values()) | {"not_ready", "internal"}
+ERROR_CODES = (set(STATUS_BY_CODE) | set(HTTP_CODES.values()) | {"not_ready", "internal"}
+               | {"uri_too_long", "headers_too_large", "expectation_failed", "not_implemented"})  # gunicorn's
 
 
 class ApiError(Exception):
@@ -44,6 +45,16 @@ def error_response(status: int, code: str, message: str):
     return response
 
 
+def _too_large(app: Flask) -> str:
+    """Which limit a 413 hit: the whole body's, or one form field's."""
+    from flask import request
+
+    body_limit = app.config.get("MAX_CONTENT_LENGTH") or 0
+    if request.content_length is not None and request.content_length <= body_limit:
+        return f"a form field is over the {app.config['MAX_FORM_MEMORY_SIZE'] // 1024} KB limit"
+    return f"the request body is over the {body_limit / 2**20:g} MB limit"
+
+
 def install_error_handlers(app: Flask) -> None:
     """Map every exception to the JSON error shape."""
 
@@ -58,12 +69,11 @@ def install_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
         status = exc.code or 500
-        if status == 413:
-            limit = app.config.get("MAX_CONTENT_LENGTH")
-            message = f"request body over the {limit // 2**20 if limit else '?'} MB limit"
-        else:
-            message = exc.description or exc.name
-        return error_response(status, HTTP_CODES.get(status, exc.name.lower().replace(" ", "_")), message)
+        message = _too_large(app) if status == 413 else exc.description or exc.name
+        response = error_response(status, HTTP_CODES.get(status, exc.name.lower().replace(" ", "_")), message)
+        if getattr(exc, "valid_methods", None):  # a 405 says what is allowed
+            response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from service.app.inputs import MAX_NAME, MAX_PAGE, MAX_PERSON_ID, MAX_THRESHOLD, MAX_TOP_K
+from service.app.inputs import (
+    MAX_FACE_ID, MAX_METADATA_BYTES, MAX_METADATA_DEPTH, MAX_NAME, MAX_PAGE, MAX_PERSON_ID, MAX_THRESHOLD, MAX_TOP_K,
+)
+from service.http.uploads import MAX_PHOTOS
 from service.app.results import ENROLLMENT_STATUSES, IDENTIFY_OUTCOMES, REFUSAL_REASONS, VERIFY_OUTCOMES
 from service.http.errors import ERROR_CODES
 
+METADATA = {"type": "object", "nullable": True,
+            "description": f"any JSON object: at most {MAX_METADATA_BYTES:,} bytes as JSON and {MAX_METADATA_DEPTH} "
+                           "levels deep, finite numbers (no NaN or Infinity)"}
 THRESHOLD = {"type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": MAX_THRESHOLD,
              "description": "decide at this threshold instead of the configured one; a client key may only "
                             "tighten it (at most the configured threshold, else 403)"}
@@ -37,11 +43,14 @@ def _op(summary: str, responses: dict, *, tag: str, secured: bool = True, body: 
 
 
 def _path_param(name: str, kind: str = "string") -> dict:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": kind}}
+    schema = ({"type": "integer", "minimum": 1, "maximum": MAX_FACE_ID} if kind == "integer" else
+              {"type": "string", "minLength": 1, "maxLength": MAX_PERSON_ID})
+    return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
-def _query(name: str, kind: str, description: str) -> dict:
-    return {"name": name, "in": "query", "required": False, "schema": {"type": kind}, "description": description}
+def _query(name: str, kind: str, description: str, **bounds) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": {"type": kind, **bounds},
+            "description": description}
 
 
 def _multipart(properties: dict, required: list[str]) -> dict:
@@ -54,6 +63,8 @@ def _json_body(schema: str) -> dict:
 
 
 BINARY = {"type": "string", "format": "binary"}
+PAGING = [_query("offset", "integer", "default 0", minimum=0, maximum=2**31 - 1),
+          _query("limit", "integer", f"1 to {MAX_PAGE}, default 100", minimum=1, maximum=MAX_PAGE)]
 PHOTO_ERRORS = {"400": _error("malformed request"), "413": _error("body over the upload limit, or too many pixels"),
                 "415": _error("the photo is not an image"),
                 "422": _error("no face, several faces where one is needed, or an undecodable photo")}
@@ -75,13 +86,13 @@ def _schemas() -> dict:
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {
             "type": "object", "required": ["code", "message"], "properties": {
                 "code": {"type": "string", "enum": sorted(ERROR_CODES)}, "message": string}}}},
-        "NewPerson": {"type": "object", "required": ["id"], "properties": {
+        "NewPerson": {"type": "object", "required": ["id"], "additionalProperties": False, "properties": {
             "id": {"type": "string", "minLength": 1, "maxLength": MAX_PERSON_ID},
             "name": {"type": "string", "nullable": True, "maxLength": MAX_NAME},
-            "metadata": {"type": "object", "nullable": True}}},
-        "PersonUpdate": {"type": "object", "properties": {
+            "metadata": METADATA}},
+        "PersonUpdate": {"type": "object", "additionalProperties": False, "properties": {
             "name": {"type": "string", "nullable": True, "maxLength": MAX_NAME},
-            "metadata": {"type": "object", "nullable": True}, "active": {"type": "boolean"}}},
+            "metadata": METADATA, "active": {"type": "boolean"}}},
         "Person": {"type": "object", "properties": {
             "id": string, "name": nullable_string, "metadata": {"type": "object", "nullable": True},
             "active": {"type": "boolean"}, "faces": integer, "created_at": string, "updated_at": string}},
@@ -154,8 +165,7 @@ def document() -> dict:
                 "get": _op("List people, paged (admin)", {"200": _ok("a page", "PeoplePage"), "400": _error("bad paging")},
                            tag=people, params=[_query("q", "string", "only people whose id or name contains this, "
                                                                      "in any case"),
-                                               _query("offset", "integer", "default 0"),
-                                               _query("limit", "integer", f"1 to {MAX_PAGE}, default 100")]),
+                                               *PAGING]),
             },
             "/v1/people/{person_id}": {
                 "get": _op("One person (admin)", {"200": _ok("the person", "Person"), "404": _error("unknown person")},
@@ -174,7 +184,8 @@ def document() -> dict:
                              "200": _ok("every photo refused", "Enrollment"), "400": _error("no photo sent"),
                              "404": _error("unknown person"), "413": _error("body over the upload limit")},
                             tag=people, params=[person],
-                            body=_multipart({"photo": {"type": "array", "items": BINARY}}, ["photo"])),
+                            body=_multipart({"photo": {"type": "array", "items": BINARY, "minItems": 1,
+                                                       "maxItems": MAX_PHOTOS}}, ["photo"])),
                 "get": _op("The person's faces (admin)", {"200": _ok("faces", "Faces"), "404": _error("unknown person")},
                            tag=people, params=[person]),
             },
@@ -221,8 +232,7 @@ def document() -> dict:
                                _query("since", "string", "from this time on, ISO 8601 (no zone: UTC)"),
                                _query("until", "string", "before this time, ISO 8601"),
                                _query("person", "string", "decisions about this person (claimed or matched)"),
-                               _query("offset", "integer", "default 0"),
-                               _query("limit", "integer", f"1 to {MAX_PAGE}, default 100")]),
+                               *PAGING]),
             },
             "/healthz": {"get": _op("Alive", {"200": _ok("alive")}, tag="ops", secured=False)},
             "/readyz": {"get": _op("Model loaded and index consistent with the database",

@@ -49,7 +49,7 @@ def gunicorn_options(config: Config) -> dict:
         "bind": f"[{server.host}]:{server.port}" if ":" in server.host else f"{server.host}:{server.port}",
         "workers": server.workers,
         "threads": server.threads,
-        "worker_class": "gthread",
+        "worker_class": "service.http.worker.FacerecWorker",
         "preload_app": False,
         "timeout": WORKER_START_TIMEOUT,
         "graceful_timeout": 20,
@@ -82,6 +82,9 @@ def serve(config: Config, host: str | None = None, port: int | None = None, work
     finally:
         core.close()
     del core  # the master serves nothing: it must not hold the index while the workers run
+    from service.http.worker import FacerecWorker
+
+    FacerecWorker.request_timeout = config.server.request_timeout
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     FacerecServer(config, gunicorn_options(config)).run()
     return 0

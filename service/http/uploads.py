@@ -3,6 +3,8 @@ application, ``service.app.inputs``)."""
 
 from __future__ import annotations
 
+import json
+import math
 import re
 
 from flask import request
@@ -14,10 +16,17 @@ _WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
 _DECIMAL = re.compile(r"[0-9]{1,3}(\.[0-9]{1,12})?|\.[0-9]{1,12}")
 
 
+MAX_PHOTOS = 20  # per request: each photo is detected and encoded while the client waits
+MAX_FORM_FIELD_BYTES = 65_536  # a field that is not a file (person, threshold, top_k, ...)
+
+
 def uploaded_photos() -> list[Photo]:
     """Every uploaded file of a multipart request, named by its file name, in the order sent."""
+    files = list(request.files.items(multi=True))
+    if len(files) > MAX_PHOTOS:
+        raise ApiError(400, "bad_request", f"at most {MAX_PHOTOS} photos per request, not {len(files)}")
     photos = []
-    for position, (field, storage) in enumerate(request.files.items(multi=True)):
+    for position, (field, storage) in enumerate(files):
         label = (storage.filename or f"{field}[{position}]").replace("\\", "/").rsplit("/", 1)[-1][:200]
         photos.append(Photo(label, storage.read()))
     return photos
@@ -68,8 +77,63 @@ def bool_parameter(name: str) -> bool:
     raise ApiError(400, "bad_request", f"{name} must be true or false")
 
 
+MAX_JSON_BYTES = 65_536
+MAX_JSON_DEPTH = 32
+
+
 def json_object() -> dict:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
+    """The request's JSON object, read strictly: UTF-8, at most 64 KB and 32 levels deep, no NaN or
+    Infinity, no number too large for a float. Anything else is a 400 (or a 413), never a failure."""
+    if not request.is_json:
         raise ApiError(400, "bad_request", "the body must be a JSON object (Content-Type: application/json)")
+    if (request.content_length or 0) > MAX_JSON_BYTES:
+        raise ApiError(413, "too_large", f"a JSON body is at most {MAX_JSON_BYTES // 1024} KB")
+    data = request.get_data(cache=False)
+    if len(data) > MAX_JSON_BYTES:
+        raise ApiError(413, "too_large", f"a JSON body is at most {MAX_JSON_BYTES // 1024} KB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "bad_request", "the body is not valid UTF-8") from None
+    if _nesting(text) > MAX_JSON_DEPTH:  # json.loads recurses: very deep input would exhaust the stack
+        raise ApiError(400, "bad_request", f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        body = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except ValueError as exc:  # JSONDecodeError, and our refusals
+        raise ApiError(400, "bad_request", f"the body is not strict JSON: {str(exc)[:200]}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", "the body must be a JSON object")
     return body
+
+
+def _nesting(text: str) -> int:
+    """The deepest nesting of arrays and objects in JSON text (brackets inside strings do not count)."""
+    deepest = depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is too large for a number")
+    return value

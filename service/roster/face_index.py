@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int], object]
 SAVE_EVERY_SECONDS = 60.0
+STALE_TEMPORARY_SECONDS = 3600
 
 
 class RosterIndex:
@@ -77,9 +78,27 @@ class RosterIndex:
 
     # ---- loading ---------------------------------------------------------------------------------
 
+    def _clear_the_way(self) -> None:
+        """The index folder is this roster's own: something else in its place (a file) is moved
+        aside, and temporaries an interrupted save left behind are removed (those an hour old: a
+        younger one may be another process's save in progress)."""
+        if self.directory.exists() and not self.directory.is_dir():
+            aside = self.directory.with_name(f"{self.directory.name}.not-a-folder-{int(time.time())}")
+            self.directory.rename(aside)
+            log.warning("%s was not a folder: moved it to %s and rebuilt the index there", self.directory, aside)
+        elif self.directory.is_dir():
+            for leftover in self.directory.glob(".*.tmp"):
+                try:
+                    if time.time() - leftover.stat().st_mtime > STALE_TEMPORARY_SECONDS:
+                        leftover.unlink()
+                except FileNotFoundError:  # its save finished meanwhile
+                    pass
+
     def _load(self) -> None:
         from index import FaceIndex, IndexLoadError, IndexMissing, read_manifest
 
+        if self.persist:
+            self._clear_the_way()
         try:
             # The generation read first is checked again by the load: a save landing in between is
             # refused as stale (and rebuilt), never paired with the other save's contents.
@@ -233,6 +252,7 @@ class RosterIndex:
         if not self.persist or self._index is None or self.generation == self._saved_generation:
             return
         with self.lock:
+            self._clear_the_way()
             self._index.save(self.directory, generation=self.generation, model_id=self.model_id)
             self._saved_generation = self.generation
             self._last_save = time.monotonic()
