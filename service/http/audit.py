@@ -20,7 +20,7 @@ def _admin_only():
 @bp.get("/audit")
 def read_audit():
     """Decisions in [since, until) (ISO 8601; no zone means UTC), of one person when given, newest first."""
-    since, until, person = parameter("since"), parameter("until"), parameter("person")
+    since, until, person = (parameter(name) for name in ("since", "until", "person"))
     page = state().core.audit.list(
         since=None if since is None else inputs.moment(since), until=None if until is None else inputs.moment(until),
         person=person, offset=int_parameter("offset", 0), limit=int_parameter("limit", 100))

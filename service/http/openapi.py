@@ -9,6 +9,13 @@ from service.http.uploads import MAX_PHOTOS
 from service.app.results import ENROLLMENT_STATUSES, IDENTIFY_OUTCOMES, REFUSAL_REASONS, VERIFY_OUTCOMES
 from service.http.errors import ERROR_CODES
 
+# A person id: 1 to 128 characters with something other than white space, no slash, backslash or control
+# character (service.app.inputs.person_id, which also trims white space at the ends, and refuses a lone
+# surrogate: no regex engine of a JSON Schema validator can even spell one).
+PERSON_ID = {"type": "string", "minLength": 1, "maxLength": MAX_PERSON_ID,
+             "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f/\\\\]*[^\\s\\x00-\\x1f\\x7f-\\x9f/\\\\][^\\x00-\\x1f\\x7f-\\x9f/\\\\]*$"}
+# Text searched for: no control characters.
+SEARCH = {"type": "string", "maxLength": MAX_NAME, "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$"}
 METADATA = {"type": "object", "nullable": True,
             "description": f"any JSON object: at most {MAX_METADATA_BYTES:,} bytes as JSON and {MAX_METADATA_DEPTH} "
                            "levels deep, finite numbers (no NaN or Infinity)"}
@@ -33,6 +40,7 @@ def _op(summary: str, responses: dict, *, tag: str, secured: bool = True, body: 
     op = {"summary": summary, "tags": [tag], "responses": responses}
     if secured:
         op["security"] = [{"apiKey": []}]
+        responses.setdefault("400", _error("a malformed request: a parameter or field out of its bounds"))
         responses.setdefault("401", _error("missing or unknown API key"))
         responses.setdefault("403", _error("the key's role may not use this endpoint"))
     if body:
@@ -43,8 +51,7 @@ def _op(summary: str, responses: dict, *, tag: str, secured: bool = True, body: 
 
 
 def _path_param(name: str, kind: str = "string") -> dict:
-    schema = ({"type": "integer", "minimum": 1, "maximum": MAX_FACE_ID} if kind == "integer" else
-              {"type": "string", "minLength": 1, "maxLength": MAX_PERSON_ID})
+    schema = {"type": "integer", "minimum": 1, "maximum": MAX_FACE_ID} if kind == "integer" else PERSON_ID
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
@@ -87,7 +94,7 @@ def _schemas() -> dict:
             "type": "object", "required": ["code", "message"], "properties": {
                 "code": {"type": "string", "enum": sorted(ERROR_CODES)}, "message": string}}}},
         "NewPerson": {"type": "object", "required": ["id"], "additionalProperties": False, "properties": {
-            "id": {"type": "string", "minLength": 1, "maxLength": MAX_PERSON_ID},
+            "id": PERSON_ID,
             "name": {"type": "string", "nullable": True, "maxLength": MAX_NAME},
             "metadata": METADATA}},
         "PersonUpdate": {"type": "object", "additionalProperties": False, "properties": {
@@ -163,8 +170,8 @@ def document() -> dict:
                                                         "409": _error("the id exists")},
                             tag=people, body=_json_body("NewPerson")),
                 "get": _op("List people, paged (admin)", {"200": _ok("a page", "PeoplePage"), "400": _error("bad paging")},
-                           tag=people, params=[_query("q", "string", "only people whose id or name contains this, "
-                                                                     "in any case"),
+                           tag=people, params=[{**_query("q", "string", "only people whose id or name contains this, "
+                                                                        "in any case"), "schema": SEARCH},
                                                *PAGING]),
             },
             "/v1/people/{person_id}": {
@@ -206,7 +213,7 @@ def document() -> dict:
                              **PHOTO_ERRORS, "403": _error("the key's role may not use this endpoint, or a client "
                                                           "key asked for a looser threshold")},
                             tag="decisions", body=_multipart({
-                                "photo": BINARY, "person": {"type": "string", "maxLength": MAX_PERSON_ID},
+                                "photo": BINARY, "person": PERSON_ID,
                                 "threshold": THRESHOLD}, ["photo", "person"])),
             },
             "/v1/identify": {
@@ -229,9 +236,11 @@ def document() -> dict:
                 "get": _op("Recorded decisions, newest first, by time range and person (admin)",
                            {"200": _ok("a page of decisions", "AuditPage"), "400": _error("bad time or paging")},
                            tag="audit", params=[
-                               _query("since", "string", "from this time on, ISO 8601 (no zone: UTC)"),
-                               _query("until", "string", "before this time, ISO 8601"),
-                               _query("person", "string", "decisions about this person (claimed or matched)"),
+                               _query("since", "string", "from this time on, ISO 8601 (no zone: UTC)",
+                                      format="date-time"),
+                               _query("until", "string", "before this time, ISO 8601", format="date-time"),
+                               {**_query("person", "string", "decisions about this person (claimed or matched)"),
+                                "schema": PERSON_ID},
                                *PAGING]),
             },
             "/healthz": {"get": _op("Alive", {"200": _ok("alive")}, tag="ops", secured=False)},

@@ -12,8 +12,9 @@ from flask import request
 from service.app import Photo
 from service.http.errors import ApiError
 
-_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
-_DECIMAL = re.compile(r"[0-9]{1,3}(\.[0-9]{1,12})?|\.[0-9]{1,12}")
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,10}")
+MAX_WHOLE_NUMBER = 2**31 - 1
+_NUMBER = re.compile(r"-?(0|[1-9][0-9]{0,15})(\.[0-9]{1,17})?([eE][+-]?[0-9]{1,3})?")  # a JSON number
 
 
 MAX_PHOTOS = 20  # per request: each photo is detected and encoded while the client waits
@@ -48,23 +49,24 @@ def parameter(name: str) -> str | None:
     return request.args.get(name) if value is None else value
 
 
+
 def int_parameter(name: str, default: int) -> int:
     """A whole number in plain ASCII digits (no sign, no spaces), or ``default`` when absent."""
     raw = parameter(name)
     if raw is None:
         return default
-    if not _WHOLE_NUMBER.fullmatch(raw):
-        raise ApiError(400, "bad_request", f"{name} must be a whole number, not {raw[:20]!r}")
+    if not _WHOLE_NUMBER.fullmatch(raw) or int(raw) > MAX_WHOLE_NUMBER:
+        raise ApiError(400, "bad_request", f"{name} must be a whole number up to {MAX_WHOLE_NUMBER}, not {raw[:20]!r}")
     return int(raw)
 
 
 def number_parameter(name: str) -> float | None:
-    """A decimal number such as 0.65, or None when absent."""
+    """A number written as JSON writes one (0.65, 6.5e-1), or None when absent."""
     raw = parameter(name)
     if raw is None:
         return None
-    if not _DECIMAL.fullmatch(raw):
-        raise ApiError(400, "bad_request", f"{name} must be a decimal number such as 0.65, not {raw[:20]!r}")
+    if not _NUMBER.fullmatch(raw):
+        raise ApiError(400, "bad_request", f"{name} must be a number such as 0.65, not {raw[:20]!r}")
     return float(raw)
 
 
