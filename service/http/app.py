@@ -18,7 +18,7 @@ from service.config import Config
 from service.http.auth import Authenticator
 from service.http.errors import ApiError, install_error_handlers
 from service.http.metrics import Metrics
-from service.http.uploads import MAX_FORM_FIELD_BYTES, MAX_PHOTOS
+from service.http.uploads import MAX_PHOTOS, PARSER_MEMORY_BYTES
 
 log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -92,7 +92,7 @@ def create_app(config: Config, load_model: bool = True) -> Flask:
     app = Flask("facerec", static_folder=None)  # the console serves its own files (service.http.console)
     app.json = StrictJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = int(config.server.max_upload_mb * 2**20)
-    app.config["MAX_FORM_MEMORY_SIZE"] = MAX_FORM_FIELD_BYTES
+    app.config["MAX_FORM_MEMORY_SIZE"] = PARSER_MEMORY_BYTES
     app.config["MAX_FORM_PARTS"] = MAX_PHOTOS + 10
     app.extensions["facerec"] = facerec = State(config)
     if load_model:

@@ -51,7 +51,7 @@ def _too_large(app: Flask) -> str:
 
     body_limit = app.config.get("MAX_CONTENT_LENGTH") or 0
     if request.content_length is not None and request.content_length <= body_limit:
-        return f"a form field is over the {app.config['MAX_FORM_MEMORY_SIZE'] // 1024} KB limit"
+        return f"a form field is over the {app.config['MAX_FORM_MEMORY_SIZE'] // 1024} KB the parser holds"
     return f"the request body is over the {body_limit / 2**20:g} MB limit"
 
 

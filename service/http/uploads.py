@@ -19,6 +19,10 @@ _NUMBER = re.compile(r"-?(0|[1-9][0-9]{0,15})(\.[0-9]{1,17})?([eE][+-]?[0-9]{1,3
 
 MAX_PHOTOS = 20  # per request: each photo is detected and encoded while the client waits
 MAX_FORM_FIELD_BYTES = 65_536  # a field that is not a file (person, threshold, top_k, ...)
+# Werkzeug applies its form-memory limit to each 64 KB chunk it reads *plus* what it still holds, files
+# included, so that limit must sit well above one chunk or a large photo is refused at random; it bounds
+# memory, and the field limit above is ours, checked as each field is read.
+PARSER_MEMORY_BYTES = 4 * 65_536
 
 
 def uploaded_photos() -> list[Photo]:
@@ -46,8 +50,9 @@ def one_photo() -> Photo:
 def parameter(name: str) -> str | None:
     """A form field or query parameter."""
     value = request.form.get(name)
+    if value is not None and len(value) > MAX_FORM_FIELD_BYTES:
+        raise ApiError(413, "too_large", f"a form field is over the {MAX_FORM_FIELD_BYTES // 1024} KB limit")
     return request.args.get(name) if value is None else value
-
 
 
 def int_parameter(name: str, default: int) -> int:
