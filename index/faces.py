@@ -132,7 +132,7 @@ class FaceIndex:
                 distances[:, :found], labels[:, :found] = self._exact(queries, nearest)
         return distances, labels
 
-    def save(self, directory: Path, *, generation: int, model_id: str) -> None:
+    def save(self, directory: Path, *, generation: int, model_id: str, epoch: str = "") -> None:
         """Write the index file and then its manifest into ``directory``, each atomically.
 
         A crash in between leaves the new index file beside the old manifest, whose checksum no
@@ -151,7 +151,7 @@ class FaceIndex:
                 digest = write_index(self._index, index_tmp)
             manifest = Manifest(
                 format_version=FORMAT_VERSION, model_id=model_id, dim=self._dim, count=count,
-                generation=generation, sha256=digest,
+                generation=generation, sha256=digest, epoch=str(epoch),
                 created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 faiss_version=faiss.__version__)
             manifest_tmp = temporary_path(directory, MANIFEST_FILE, temporary)
@@ -164,7 +164,8 @@ class FaceIndex:
                 path.unlink(missing_ok=True)
 
     @classmethod
-    def load(cls, directory: Path, *, model_id: str, generation: int | None = None) -> FaceIndex:
+    def load(cls, directory: Path, *, model_id: str, generation: int | None = None,
+             epoch: str | None = None) -> FaceIndex:
         """The index saved in ``directory``, checked against its manifest and the caller's model.
 
         Raises :class:`IndexMissing`, :class:`IndexCorrupt` or :class:`IndexStale` (all
@@ -172,7 +173,7 @@ class FaceIndex:
         """
         directory = Path(directory)
         manifest = read_manifest(directory)
-        check_current(directory, manifest, model_id, generation)
+        check_current(directory, manifest, model_id, generation, epoch)
         raw = read_index(directory, manifest)
         index = cls(manifest.dim)
         index._index = raw

@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, BinaryIO, get_type_hints
 
@@ -64,6 +64,9 @@ class Manifest:
     sha256: str
     created_at: str
     faiss_version: str
+    # The caller's label of what the ids refer to (facerec: the roster's epoch). Optional: older
+    # manifests lack it and read as "".
+    epoch: str = ""
 
 
 def _manifest_types() -> dict[str, type]:
@@ -91,7 +94,10 @@ def _manifest_from_json(directory: Path, data: Any) -> Manifest:
     if not isinstance(data, dict):
         raise IndexCorrupt(directory, f"{MANIFEST_FILE} is not a JSON object")
     values = {}
+    optional = {f.name for f in fields(Manifest) if f.default is not MISSING}
     for name, kind in _manifest_types().items():
+        if name in optional and name not in data:
+            continue
         value = data.get(name)
         # bool is an int to Python, but never a valid count or version here.
         if not isinstance(value, kind) or isinstance(value, bool):
@@ -146,8 +152,9 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def check_current(directory: Path, manifest: Manifest, model_id: str, generation: int | None) -> None:
-    """IndexStale unless the manifest is this format, this model and (if given) this generation."""
+def check_current(directory: Path, manifest: Manifest, model_id: str, generation: int | None,
+                  epoch: str | None = None) -> None:
+    """IndexStale unless the manifest is this format, this model and (if given) this generation and epoch."""
     if manifest.format_version != FORMAT_VERSION:
         raise IndexStale(directory, f"file format version {manifest.format_version}, "
                                     f"this code reads version {FORMAT_VERSION}")
@@ -156,6 +163,8 @@ def check_current(directory: Path, manifest: Manifest, model_id: str, generation
     if generation is not None and manifest.generation != generation:
         raise IndexStale(directory, f"saved at generation {manifest.generation}, "
                                     f"the database is at generation {generation}")
+    if epoch is not None and manifest.epoch != epoch:
+        raise IndexStale(directory, f"built for epoch {manifest.epoch or 'none'!r}, the ids now belong to epoch {epoch!r}")
 
 
 def read_index(directory: Path, manifest: Manifest) -> faiss.IndexIDMap2:

@@ -58,24 +58,3 @@ def test_bad_audit_queries(core):
             core.audit.list(**bad)
     with pytest.raises(FacerecError):
         core.audit.purge(older_than_days=-1)
-
-
-def test_a_sqlite_roster_is_backed_up_while_in_use(make_core, tmp_path, capsys):
-    """`facerec db backup`: a consistent copy through SQLite's online backup; PostgreSQL says pg_dump."""
-    from service.cli import main
-
-    core = make_core(tmp_path / "home", database_url="")
-    core.people.create("ada", "Ada")
-    core.audit.record("verify", "accepted", "ada", 0.3)
-    code = main(["db", "backup", str(tmp_path / "copy.db"), "--home", str(tmp_path / "home"), "--json"])
-    assert code == 0 and json.loads(capsys.readouterr().out) == {"backup": str(tmp_path / "copy.db")}
-    copy = make_core(tmp_path / "restored", database_url=f"sqlite:///{tmp_path / 'copy.db'}")
-    assert [p.id for p in copy.people.list().people] == ["ada"] and copy.audit.list().total == 1
-    code = main(["db", "backup", str(tmp_path / "copy.db"), "--home", str(tmp_path / "home"), "--json"])
-    assert code == 2 and "exists" in json.loads(capsys.readouterr().out)["error"]["message"]
-
-
-def test_a_postgresql_roster_is_backed_up_with_its_own_tools(make_core, tmp_path, postgres_server):
-    core = make_core(tmp_path / "home", database_url=postgres_server.new_database())
-    with pytest.raises(FacerecError, match="pg_dump"):
-        core.upkeep.backup(tmp_path / "copy.db")

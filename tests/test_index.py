@@ -293,6 +293,17 @@ def test_wrong_generation_is_stale(saved):
         FaceIndex.load(saved, model_id=MODEL, generation=8)
 
 
+def test_another_epoch_is_stale_and_a_manifest_without_one_is_epoch_less(saved):
+    """The epoch labels what the ids mean (a restored roster gives them to other faces)."""
+    with pytest.raises(IndexStale, match="epoch"):
+        FaceIndex.load(saved, model_id=MODEL, epoch="e2")
+    manifest = json.loads((saved / MANIFEST_FILE).read_text())
+    assert manifest["epoch"] == ""  # saved without one
+    del manifest["epoch"]  # as written before epochs existed
+    (saved / MANIFEST_FILE).write_text(json.dumps(manifest))
+    assert len(FaceIndex.load(saved, model_id=MODEL, epoch="")) > 0
+
+
 def test_unknown_format_version_is_stale(saved):
     rewrite_manifest(saved, format_version=99)
     with pytest.raises(IndexStale, match="version 99"):

@@ -7,8 +7,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, ContextManager
 
-from service.app.results import ReindexReport, RosterStatus
-from service.errors import FacerecError
+from service.app.upkeep_results import BackupReport, ReindexReport, RosterStatus
 from service.roster.crops import crop_from_png
 
 if TYPE_CHECKING:
@@ -83,25 +82,29 @@ class UpkeepService:
         index.save()
         return len(index), index.generation
 
-    def backup(self, target: Path) -> Path:
-        """A consistent copy of a SQLite roster, taken while it is in use (SQLite's online backup).
+    def backup(self, target: Path, progress: Progress = no_progress) -> BackupReport:
+        """A consistent copy of the whole roster (people, faces, crops, audit) in a new file, taken while
+        the service runs, from SQLite or PostgreSQL alike."""
+        from service.roster.backup import write_backup
 
-        A PostgreSQL roster is backed up with its own tools (pg_dump), which know its server.
-        """
-        import sqlite3
+        started = time.monotonic()
+        with progress("backup", None) as step:
+            contents = write_backup(self.core.roster.engine, Path(target), step)
+        return _report(target, False, contents, started)
 
-        roster = self.core.roster
-        if roster.engine.dialect.name != "sqlite":
-            raise FacerecError(f"the roster is on {roster.engine.dialect.name}: back it up with its own tools "
-                               "(for PostgreSQL, pg_dump)")
-        target = Path(target)
-        if target.exists():
-            raise FacerecError(f"{target} exists: give a new file")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with roster.engine.connect() as connection, sqlite3.connect(target) as copy:
-            connection.connection.dbapi_connection.backup(copy)
-        copy.close()
-        return target
+    def restore(self, source: Path, replace: bool = False, progress: Progress = no_progress) -> BackupReport:
+        """Make the roster what a backup holds (``replace``: even when it holds something now), then
+        rebuild this host's index; other processes rebuild theirs when they next look."""
+        from service.roster.backup import read_contents, restore_backup
+
+        started = time.monotonic()
+        contents = read_contents(Path(source))
+        with progress("restore", contents.people + contents.faces + contents.crops + contents.audit_events) as step:
+            restore_backup(self.core.roster.engine, Path(source), replace, step)
+        self.core.roster.index.load()
+        self.core.roster.index.sync()
+        self.core.roster.index.save()
+        return _report(source, True, contents, started)
 
     def import_crops(self, home: Path | None = None) -> tuple[int, int]:
         """Copy the crop files an earlier version kept under ``home`` (default: this data home) into the
@@ -111,3 +114,8 @@ class UpkeepService:
     def upgrade_database(self) -> None:
         """Apply the schema migrations (opening the roster does it)."""
         self.core.roster
+
+
+def _report(file: Path, restored: bool, contents, started: float) -> BackupReport:
+    return BackupReport(str(file), restored, contents.people, contents.faces, contents.crops, contents.audit_events,
+                        time.monotonic() - started)

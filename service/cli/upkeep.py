@@ -1,4 +1,4 @@
-"""``facerec reindex``, ``db upgrade``, ``keys init`` and ``serve``: running and keeping the service."""
+"""``facerec reindex``, ``backup``, ``restore``, ``db upgrade``, ``keys init`` and ``serve``: running and keeping the service."""
 
 from __future__ import annotations
 
@@ -16,12 +16,19 @@ def register(commands: Commands) -> None:
                      help="first re-encode, from its kept crop, every face made by another model")
     cmd.add_argument("--batch-size", type=positive_int, default=64, help="faces re-encoded and committed together")
 
+    cmd = commands.add("backup", backup, "copy the whole roster (people, faces, crops, audit) to a new file while "
+                       "the service runs, from SQLite or PostgreSQL",
+                       example="facerec backup backups/facerec-$(date +%F).db")
+    cmd.add_argument("target", type=Path, metavar="FILE", help="the new file to write the copy to")
+    cmd = commands.add("restore", restore, "make the roster what a backup file holds (into SQLite or PostgreSQL)",
+                       example="facerec restore backups/facerec-2026-11-23.db --replace")
+    cmd.add_argument("source", type=Path, metavar="FILE", help="a file written by `facerec backup`")
+    cmd.add_argument("--replace", action="store_true",
+                     help="replace what the roster holds now (without it, only an empty roster is restored into)")
+
     db = commands.group("db", "database maintenance")
     db.add("upgrade", upgrade_database, "apply the schema migrations (every start does it too)",
            example="facerec db upgrade")
-    cmd = db.add("backup", backup_database, "copy a SQLite roster while it is in use (PostgreSQL: use pg_dump)",
-                 example="facerec db backup backups/facerec-$(date +%F).db")
-    cmd.add_argument("target", type=Path, help="the new file to write the copy to")
     cmd = db.add("import-crops", import_crops, "copy crop files an earlier version kept on this host into the database",
                  example="facerec db import-crops    # on each host that ran a version before 0.2")
     cmd.add_argument("from_home", nargs="?", type=Path, metavar="HOME",
@@ -62,9 +69,17 @@ def upgrade_database(args, core, out) -> int:
     return 0
 
 
-def backup_database(args, core, out) -> int:
-    target = core.upkeep.backup(args.target)
-    out.document({"backup": str(target)}, f"backed up the roster to {target}")
+def backup(args, core, out) -> int:
+    report = core.upkeep.backup(args.target, progress=_progress_bar)
+    out.document(report.to_json(), f"backed up {report.people} people, {report.faces} faces ({report.crops} crops) "
+                                   f"and {report.audit_events} audit events to {report.file} in {report.seconds:.1f} s")
+    return 0
+
+
+def restore(args, core, out) -> int:
+    report = core.upkeep.restore(args.source, args.replace, progress=_progress_bar)
+    out.document(report.to_json(), f"restored {report.people} people, {report.faces} faces ({report.crops} crops) "
+                                   f"and {report.audit_events} audit events from {report.file} in {report.seconds:.1f} s")
     return 0
 
 

@@ -189,6 +189,8 @@ class RosterState(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     generation: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # Changed by each restore (migration 0004 says why); None only in a database not yet upgraded.
+    epoch: Mapped[str | None] = mapped_column(String(32))
 
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -296,6 +298,16 @@ def bump_generation(session: Session) -> int:
     if generation is None:
         raise LookupError("roster_state row missing: run upgrade_database() first")
     return generation
+
+
+def current_state(session: Session | Connection) -> tuple[int, str]:
+    """The roster generation and epoch as the database has them, read together."""
+    row = session.execute(
+        select(RosterState.generation, RosterState.epoch).where(RosterState.id == ROSTER_STATE_ID)
+    ).one_or_none()
+    if row is None:
+        raise LookupError("roster_state row missing: run upgrade_database() first")
+    return row[0], row[1] or ""
 
 
 def current_generation(session: Session | Connection) -> int:

@@ -20,7 +20,7 @@ import numpy as np
 from sqlalchemy import Connection, Engine, func, select
 
 from service.roster.codec import encodings_from_bytes
-from service.roster.database import FaceRow, current_generation
+from service.roster.database import FaceRow, current_state
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class RosterIndex:
         self.persist = persist
         self._index = None
         self.generation = -1
+        self.epoch = ""  # the roster epoch the index's ids belong to (a restore starts a new one)
         self._saved_generation = -1
         self._last_save = time.monotonic()
         # Serialises catch-ups, rebuilds and this process's own writes: all change the index.
@@ -102,9 +103,12 @@ class RosterIndex:
         try:
             # The generation read first is checked again by the load: a save landing in between is
             # refused as stale (and rebuilt), never paired with the other save's contents.
-            saved = read_manifest(self.directory).generation
-            self._index = FaceIndex.load(self.directory, model_id=self.model_id, generation=saved)
-            self.generation = self._saved_generation = saved
+            saved = read_manifest(self.directory)
+            _, epoch = self.database_state()
+            self._index = FaceIndex.load(self.directory, model_id=self.model_id, generation=saved.generation,
+                                         epoch=epoch)
+            self.generation = self._saved_generation = saved.generation
+            self.epoch = epoch
         except IndexMissing as exc:  # a new data home, or the index was deleted on purpose
             log.info("no index yet (%s); building it from the database", exc)
             self.rebuild()
@@ -125,11 +129,11 @@ class RosterIndex:
 
         with self.lock:
             with self.engine.begin() as connection:
-                generation = current_generation(connection)
+                generation, epoch = current_state(connection)
                 total = connection.scalar(select(func.count(FaceRow.id)).where(FaceRow.model_id == self.model_id)) or 0
                 ids, vectors = self._read_all(connection, total, chunk, progress)
             self._index = FaceIndex.build(ids, vectors)
-            self.generation = generation
+            self.generation, self.epoch = generation, epoch
             self._saved_generation = -1  # a rebuild is always written, even at an unchanged generation
             self.save()
         self._warn_about_other_models()
@@ -173,9 +177,10 @@ class RosterIndex:
 
     # ---- following the database ------------------------------------------------------------------
 
-    def database_generation(self) -> int:
+    def database_state(self) -> tuple[int, str]:
+        """The database's (generation, epoch)."""
         with self.engine.connect() as connection:
-            return current_generation(connection)
+            return current_state(connection)
 
     def sync(self) -> bool:
         """Catch up with writes made elsewhere; True if the index changed.
@@ -183,7 +188,7 @@ class RosterIndex:
         Cheap when nothing moved (one SELECT of the generation). Does nothing before the first load:
         loading reads the database's current state anyway.
         """
-        if self._index is None or self.database_generation() == self.generation:
+        if self._index is None or self.database_state() == (self.generation, self.epoch):
             return False
         with self.lock:
             self._catch_up()
@@ -193,13 +198,19 @@ class RosterIndex:
         # The generation is read before the ids (as in rebuild): a write landing in between leaves
         # self.generation behind, so the next sync looks again.
         with self.engine.begin() as connection:
-            generation = current_generation(connection)
-            if generation == self.generation:
+            generation, epoch = current_state(connection)
+            if generation == self.generation and epoch == self.epoch:
                 return
-            in_db = np.fromiter(connection.scalars(select(FaceRow.id).where(FaceRow.model_id == self.model_id)),
-                                np.int64)
-            held = self._index.ids()
-            missing, vectors = self._encodings_by_id(connection, np.setdiff1d(in_db, held))
+            restored = epoch != self.epoch
+            if not restored:
+                in_db = np.fromiter(connection.scalars(select(FaceRow.id).where(FaceRow.model_id == self.model_id)),
+                                    np.int64)
+                held = self._index.ids()
+                missing, vectors = self._encodings_by_id(connection, np.setdiff1d(in_db, held))
+        if restored:  # the ids may now mean other faces: nothing held can be trusted
+            log.warning("the roster was restored (epoch %s, was %s): rebuilding the index", epoch, self.epoch or "-")
+            self.rebuild()
+            return
         extra = np.setdiff1d(held, in_db)
         if extra.size:
             self._index.remove(extra)
@@ -253,6 +264,6 @@ class RosterIndex:
             return
         with self.lock:
             self._clear_the_way()
-            self._index.save(self.directory, generation=self.generation, model_id=self.model_id)
+            self._index.save(self.directory, generation=self.generation, model_id=self.model_id, epoch=self.epoch)
             self._saved_generation = self.generation
             self._last_save = time.monotonic()
