@@ -62,6 +62,8 @@ class AuthConfig:
 class AuditConfig:
     # Decisions older than this many days are deleted by `facerec audit purge`.
     retention_days: int = 90
+    # Deleting a person also deletes the recorded decisions that name them (not this host's audit.log).
+    erase_on_delete: bool = False
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,11 @@ def _validate(config: Config, source: Path) -> None:
 
 
 def _audit(raw: dict) -> AuditConfig:
-    audit = AuditConfig(retention_days=int(raw.pop("retention_days", AuditConfig.retention_days)))
+    erase = raw.pop("erase_on_delete", AuditConfig.erase_on_delete)
+    if not isinstance(erase, bool):
+        raise ValueError(f"audit.erase_on_delete must be true or false, not {erase!r}")
+    audit = AuditConfig(retention_days=int(raw.pop("retention_days", AuditConfig.retention_days)),
+                        erase_on_delete=erase)
     if raw:
         raise ValueError(f"unknown settings {[f'audit.{k}' for k in raw]}")
     if audit.retention_days < 1:

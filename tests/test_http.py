@@ -177,6 +177,14 @@ def test_search_thumbnails_and_whoami(client, enrolled):
     assert_error(client.call("GET", "/v1/whoami"), 401, "unauthorized")
 
 
+def test_a_persons_export(client, enrolled):
+    status, body, _ = client.call("GET", "/v1/people/madonna/export", ADMIN_KEY)
+    assert status == 200 and body["person"]["id"] == "madonna" and len(body["faces"]) == enrolled["madonna"], body
+    assert all(len(f["encoding"]) == 128 and f["crop_png_base64"] for f in body["faces"])
+    assert_error(client.call("GET", "/v1/people/madonna/export", CLIENT_KEY), 403)
+    assert_error(client.call("GET", "/v1/people/nobody/export", ADMIN_KEY), 404, "unknown_person")
+
+
 def test_a_bad_photo_does_not_sink_the_good_ones(client, enrolled, celebrity_dir):
     known = sorted((celebrity_dir / "train" / "ben_afflek").iterdir())[0]
     fresh = val_photos(celebrity_dir, "ben_afflek")[2]
@@ -192,7 +200,7 @@ def test_a_bad_photo_does_not_sink_the_good_ones(client, enrolled, celebrity_dir
     face_id = body["photos"][3]["face_id"]
     status, body, _ = client.call("DELETE", f"/v1/people/ben_afflek/faces/{face_id}", ADMIN_KEY)
     assert (status, body) == (200, {"deleted": "face", "person": "ben_afflek", "face_id": face_id,
-                                    "faces_removed": 1})
+                                    "faces_removed": 1, "audit_events_erased": 0})
     assert_error(client.call("DELETE", f"/v1/people/ben_afflek/faces/{face_id}", ADMIN_KEY), 404, "unknown_face")
 
 
@@ -268,7 +276,7 @@ def test_a_write_through_one_worker_is_seen_by_the_next_identify(client, enrolle
 def test_deleted_person_is_no_longer_matched(client, enrolled, celebrity_dir):
     status, body, _ = client.call("DELETE", "/v1/people/mindy_kaling", ADMIN_KEY)
     assert (status, body) == (200, {"deleted": "person", "person": "mindy_kaling", "face_id": None,
-                                    "faces_removed": enrolled["mindy_kaling"]})
+                                    "faces_removed": enrolled["mindy_kaling"], "audit_events_erased": 0})
     assert_error(client.call("GET", "/v1/people/mindy_kaling", ADMIN_KEY), 404, "unknown_person")
     for photo in val_photos(celebrity_dir, "mindy_kaling"):
         face = identify(client, photo)[1]["faces"][0]

@@ -169,7 +169,7 @@ def test_remove_face_and_person(database_url, capsys, pipeline, tmp_path, celebr
     faces = json.loads(out)["faces"]
     code, out, _ = cli(capsys, pipeline, home, "faces", "remove", str(faces[0]["id"]), "--json")
     assert code == EXIT_MATCH
-    assert json.loads(out) == {"deleted": "face", "person": "elton", "face_id": faces[0]["id"], "faces_removed": 1}
+    assert json.loads(out) == {"deleted": "face", "person": "elton", "face_id": faces[0]["id"], "faces_removed": 1, "audit_events_erased": 0}
     assert_index_matches_database(home, pipeline.model_id)
     probe = str(val_photos(celebrity_dir, "elton_john")[0])
     code, out, _ = cli(capsys, pipeline, home, "identify", probe, "--json")
@@ -178,7 +178,7 @@ def test_remove_face_and_person(database_url, capsys, pipeline, tmp_path, celebr
     code, out, _ = cli(capsys, pipeline, home, "people", "remove", "elton", "--json")
     assert code == EXIT_MATCH
     assert json.loads(out) == {"deleted": "person", "person": "elton", "face_id": None,
-                               "faces_removed": len(faces) - 1}
+                               "faces_removed": len(faces) - 1, "audit_events_erased": 0}
     assert kept_crops(home) == 3 and not (home / "crops").exists()  # elton's went with him; nothing on disk
     code, out, _ = cli(capsys, pipeline, home, "identify", probe, "--json")
     face = answer(out)["faces"][0]

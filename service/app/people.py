@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from service.app import inputs
-from service.app.results import Deletion, EnrolledFace, FaceList, PeoplePage, Person
+from service.app.results import (
+    AuditEvent, Deletion, EnrolledFace, ExportedFace, FaceList, PeoplePage, Person, PersonExport,
+)
 from service.errors import FacerecError, UnknownFace
 
 if TYPE_CHECKING:
@@ -57,10 +59,26 @@ class PeopleService:
         return Person.from_row(row, roster.count_faces_of(row.id))
 
     def remove(self, person_id: str) -> Deletion:
-        """Delete a person with their faces, kept crops and index entries."""
+        """Delete a person with their faces, kept crops and index entries; with ``audit.erase_on_delete``,
+        also every recorded decision that names them."""
         person_id = inputs.person_id(person_id)
         removed = self.core.roster.remove_person(person_id)
-        return Deletion("person", person_id, None, len(removed))
+        erased = self.core.roster.audit.erase_person(person_id) if self.core.config.audit.erase_on_delete else 0
+        return Deletion("person", person_id, None, len(removed), erased)
+
+    def export(self, person_id: str) -> PersonExport:
+        """Everything held about a person: the record, each face's encoding and crop, their decisions."""
+        from service.roster.codec import encodings_from_bytes
+        from service.roster.database import utcnow
+
+        person = self.get(person_id)
+        roster = self.core.roster
+        rows = roster.faces_of(person.id)
+        encodings = encodings_from_bytes([row.encoding for row in rows]) if rows else []
+        faces = tuple(ExportedFace(EnrolledFace.from_row(row, person.id), tuple(float(v) for v in encoding),
+                                   roster.crop_of(row.id)) for row, encoding in zip(rows, encodings))
+        events = tuple(AuditEvent.from_row(row) for row in roster.audit.of_person(person.id))
+        return PersonExport(person, faces, events, utcnow())
 
     def faces(self, person_id: str) -> FaceList:
         person_id = inputs.person_id(person_id)

@@ -291,10 +291,11 @@ class Deletion:
     person: str
     face_id: int | None
     faces_removed: int
+    audit_events_erased: int = 0  # only with audit.erase_on_delete, and only for a person
 
     def to_json(self) -> dict:
         return {"deleted": self.deleted, "person": self.person, "face_id": self.face_id,
-                "faces_removed": self.faces_removed}
+                "faces_removed": self.faces_removed, "audit_events_erased": self.audit_events_erased}
 
 
 # ---- the audit ---------------------------------------------------------------------------------------
@@ -343,3 +344,36 @@ class AuditPurge:
 
     def to_json(self) -> dict:
         return {"purged": self.purged, "before": self.before.isoformat(timespec="seconds")}
+
+
+# ---- data protection ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ExportedFace:
+    """A face with everything kept of it: the encoding and the aligned crop (PNG, as stored)."""
+
+    face: EnrolledFace
+    encoding: tuple[float, ...]
+    crop_png: bytes | None
+
+    def to_json(self) -> dict:
+        import base64
+
+        return {**self.face.to_json(), "encoding": list(self.encoding),
+                "crop_png_base64": None if self.crop_png is None else base64.b64encode(self.crop_png).decode()}
+
+
+@dataclass(frozen=True)
+class PersonExport:
+    """Everything the service holds about one person (a data-subject access request): the record, each
+    face with its encoding and crop, and every recorded decision that named them."""
+
+    person: Person
+    faces: tuple[ExportedFace, ...]
+    audit_events: tuple[AuditEvent, ...]
+    exported_at: datetime
+
+    def to_json(self) -> dict:
+        return {"person": self.person.to_json(), "faces": [f.to_json() for f in self.faces],
+                "audit_events": [e.to_json() for e in self.audit_events], "exported_at": time_json(self.exported_at)}
+

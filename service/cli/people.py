@@ -13,6 +13,9 @@ def register(commands: Commands) -> None:
     cmd.add_argument("--limit", type=positive_int, help="list at most this many")
     cmd = people.add("show", show_person, "one person: name, state, faces", example="facerec people show E042")
     cmd.add_argument("person", help="the person's id")
+    cmd = people.add("export", export_person, "everything held about a person: record, faces with encodings "
+                     "and crops, recorded decisions", example="facerec people export E042 --json > E042.json")
+    cmd.add_argument("person", help="the person's id")
     cmd = people.add("remove", remove_person, "delete a person with their faces, kept crops and index entries",
                      example="facerec people remove E042")
     cmd.add_argument("person", help="the person's id")
@@ -43,9 +46,19 @@ def show_person(args, core, out) -> int:
     return 0
 
 
+def export_person(args, core, out) -> int:
+    export = core.people.export(args.person)
+    out.document(export.to_json(), f"{export.person.id}: {len(export.faces)} face(s) with encodings and crops, "
+                                   f"{len(export.audit_events)} recorded decision(s); --json writes them all")
+    return 0
+
+
 def remove_person(args, core, out) -> int:
     deletion = core.people.remove(args.person)
-    out.document(deletion.to_json(), f"removed {deletion.person} and {deletion.faces_removed} face(s)")
+    text = f"removed {deletion.person} and {deletion.faces_removed} face(s)"
+    if deletion.audit_events_erased:
+        text += f", and erased {deletion.audit_events_erased} recorded decision(s)"
+    out.document(deletion.to_json(), text)
     return 0
 
 

@@ -112,7 +112,17 @@ def _schemas() -> dict:
         "Faces": {"type": "object", "properties": {"person": string, "faces": {"type": "array", "items": _ref("Face")}}},
         "Deletion": {"type": "object", "properties": {
             "deleted": {"type": "string", "enum": ["person", "face"]}, "person": string,
-            "face_id": {"type": "integer", "nullable": True}, "faces_removed": integer}},
+            "face_id": {"type": "integer", "nullable": True}, "faces_removed": integer,
+            "audit_events_erased": {"type": "integer", "description": "with audit.erase_on_delete, the recorded "
+                                    "decisions naming the person that were deleted with them"}}},
+        "PersonExport": {"type": "object", "properties": {
+            "person": _ref("Person"),
+            "faces": {"type": "array", "items": {"allOf": [_ref("Face"), {"type": "object", "properties": {
+                "encoding": {"type": "array", "items": number, "minItems": 128, "maxItems": 128},
+                "crop_png_base64": {"type": "string", "nullable": True, "format": "byte",
+                                    "description": "the aligned 160x160 crop kept, as PNG"}}}]}},
+            "audit_events": {"type": "array", "items": _ref("AuditEvent")},
+            "exported_at": string}},
         "PhotoOutcome": {"type": "object", "properties": {
             "photo": string, "person": string, "status": {"type": "string", "enum": list(ENROLLMENT_STATUSES)},
             "face_id": {"type": "integer", "nullable": True,
@@ -184,6 +194,12 @@ def document() -> dict:
                 "delete": _op("Delete a person with their encodings, crops and index entries (admin)",
                               {"200": _ok("deleted", "Deletion"), "404": _error("unknown person")}, tag=people,
                               params=[person]),
+            },
+            "/v1/people/{person_id}/export": {
+                "get": _op("Everything held about a person: the record, each face's encoding and crop, every "
+                           "recorded decision naming them (admin; a data-subject access request)",
+                           {"200": _ok("the export", "PersonExport"), "404": _error("unknown person")},
+                           tag=people, params=[person]),
             },
             "/v1/people/{person_id}/faces": {
                 "post": _op("Enroll one or many photos (admin); each is accepted or refused with a reason",

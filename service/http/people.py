@@ -52,6 +52,12 @@ def delete_person(person_id: str):
     return state().core.people.remove(person_id).to_json()
 
 
+@bp.get("/<person_id>/export")
+def export_person(person_id: str):
+    """Everything held about the person, for a data-subject access request."""
+    return state().core.people.export(person_id).to_json()
+
+
 @bp.post("/<person_id>/faces")
 def add_faces(person_id: str):
     core = state().core

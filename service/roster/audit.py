@@ -60,6 +60,17 @@ class AuditStore:
             total = connection.execute(select(func.count(AuditRow.id)).where(*conditions)).scalar_one()
         return rows, total
 
+    def of_person(self, person: str) -> list:
+        """Every event that names ``person``, oldest first."""
+        with self.engine.connect() as connection:
+            return connection.execute(select(AuditRow).where(AuditRow.person == person)
+                                      .order_by(AuditRow.time, AuditRow.id)).all()
+
+    def erase_person(self, person: str) -> int:
+        """Delete every event that names ``person``; how many went."""
+        with self.engine.begin() as connection:
+            return connection.execute(delete(AuditRow).where(AuditRow.person == person)).rowcount
+
     def purge(self, before: datetime) -> int:
         """Delete the events older than ``before``; how many went."""
         with self.engine.begin() as connection:
