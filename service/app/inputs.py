@@ -35,12 +35,15 @@ def person_id(value: Any) -> str:
 
 
 def person_name(value: Any) -> str | None:
+    """A display name as given, or None: at most 256 characters, no NUL or lone surrogate."""
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > MAX_NAME:
         raise FacerecError(f"a name is a string of at most {MAX_NAME} characters")
-    if any(unicodedata.category(c) == "Cs" for c in value):
-        raise FacerecError("a name may not contain lone surrogates")
+    # PostgreSQL text cannot hold NUL (SQLite can): refused here, or the same name is a 400 on one
+    # database and a failure on the other.
+    if "\x00" in value or any(unicodedata.category(c) == "Cs" for c in value):
+        raise FacerecError("a name may not contain NUL characters or lone surrogates")
     return value
 
 
@@ -55,7 +58,10 @@ def metadata(value: Any) -> dict | None:
     if not isinstance(value, dict):
         raise FacerecError("metadata is a JSON object")
     _check_json_value(value, 1)
-    size = len(json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+    try:
+        size = len(json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+    except ValueError:  # an integer of more digits than Python writes out (4,300 by default)
+        raise FacerecError("metadata numbers have at most 4,300 digits") from None
     if size > MAX_METADATA_BYTES:
         raise FacerecError(f"metadata is {size:,} bytes as JSON, over the {MAX_METADATA_BYTES:,}-byte limit")
     return value
@@ -93,9 +99,11 @@ def threshold(value: Any, configured: float, may_loosen: bool = True) -> float:
     """
     if value is None:
         return configured
+    if isinstance(value, bool):  # float(True) is 1.0, but true is not a threshold
+        raise FacerecError("threshold must be a number, not true or false")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond any float
         raise FacerecError(f"threshold must be a number, not {_shown(value)}") from None
     if not (math.isfinite(number) and 0 < number <= MAX_THRESHOLD):
         raise FacerecError(f"threshold must be above 0 and at most {MAX_THRESHOLD:g}")
@@ -150,5 +158,8 @@ def moment(value: Any) -> datetime:
 
 def _shown(value: Any, limit: int = 40) -> str:
     """A value for an error message, cut short: messages are echoed and logged."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an integer of more digits than Python writes out
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[:limit] + "..."

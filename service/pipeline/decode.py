@@ -149,12 +149,21 @@ def _identify(stream: io.BufferedIOBase, name: str) -> Iterator[Image.Image]:
         raise ImageTooLarge(f"{name} is too large to decode safely: {exc}") from None
     except UnidentifiedImageError:
         raise NotAnImage(f"{name} is not an image in a format we can read") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Pillow's plugins raise any kind for a damaged file (see _decode)
         # A recognised header that is itself broken: nothing usable, so "not an image".
-        raise NotAnImage(f"{name} could not be read as an image: {exc}") from None
+        raise NotAnImage(f"{name} could not be read as an image: {_reason(exc)}") from None
     # Not closed on exit: close() would discard decoded pixels too, and the caller owns the
     # stream. After load() Pillow keeps no reference to it for single-frame images.
     yield image
+
+
+def _reason(exc: Exception) -> str:
+    """What Pillow said, named by its kind when its message is empty or is not meant for people."""
+    text = str(exc)[:200]
+    return text if isinstance(exc, (OSError, SyntaxError, ValueError, EOFError)) and text else \
+        f"{type(exc).__name__}: {text}"
 
 
 def _check_pixel_count(size: tuple[int, int], max_pixels: int, name: str) -> None:
@@ -180,10 +189,15 @@ def _decode(image: Image.Image, name: str) -> None:
             RuntimeWarning,
             stacklevel=3,
         )
+    # Pillow's plugins raise whatever a damaged file leads them into, not only OSError: a TIFF tag of the
+    # wrong type gives a TypeError, a short table an IndexError or struct.error. Each is the file's fault,
+    # so any exception but MemoryError (the server's problem, not the photo's) is a damaged photo.
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise TruncatedImage(f"{name} is truncated or damaged: {exc}") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise TruncatedImage(f"{name} is truncated or damaged: {_reason(exc)}") from None
 
 
 def _apply_exif_orientation(image: Image.Image) -> None:
