@@ -36,8 +36,8 @@ test: setup browser
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest $(PYTEST_ARGS)
 
 # The HTTP service on server.host:server.port (127.0.0.1:8000) with the roster under FACEREC_HOME.
-# `keys init` writes <home>/api-keys.yaml (an admin and a client key, mode 0600) only when no key is
-# configured; `serve` applies migrations and runs gunicorn.
+# `keys init` makes an admin and a client key only when no key is configured, and prints them once:
+# <home>/api-keys.yaml (mode 0600) keeps only their hashes. `serve` applies migrations and runs gunicorn.
 serve: setup
 	$(VENV)/bin/facerec keys init
 	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/facerec serve

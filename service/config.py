@@ -53,8 +53,11 @@ class ServerConfig:
 @dataclass(frozen=True)
 class AuthConfig:
     mode: str = "keys"  # "keys" or "disabled" (loopback only)
-    # "role:key" entries from the config, the keys file and FACEREC_API_KEYS; never printed.
+    # "role:key" entries from config.yaml and FACEREC_API_KEYS, in the clear by nature (the operator's
+    # secret store); never printed.
     keys: tuple[str, ...] = field(default=(), repr=False)
+    # Hashed keys, managed by `facerec keys ...`: read by service.http.keys (a server rereads it when it
+    # changes), not here, so a bad keys file troubles only the commands that use keys.
     keys_file: Path | None = None
 
 
@@ -233,15 +236,10 @@ def _server(raw: dict) -> ServerConfig:
 
 
 def _auth(raw: dict, home: Path, base: Path, env_keys: list[str]) -> AuthConfig:
-    """Keys from the config, then the keys file (``facerec keys init`` writes it), then the environment."""
+    """Keys from the config, then the environment; and where the keys file is (``<home>/api-keys.yaml``)."""
     keys_file = _path(raw.pop("keys_file"), base) if raw.get("keys_file") else home / "api-keys.yaml"
     raw.pop("keys_file", None)
     keys = [str(k) for k in raw.pop("keys", None) or []]
-    if keys_file.is_file():
-        try:
-            keys += [str(k) for k in (yaml.safe_load(keys_file.read_text()) or {}).get("keys") or []]
-        except (yaml.YAMLError, AttributeError) as exc:
-            raise ConfigError(f"keys file {keys_file} is not a YAML mapping with a 'keys' list: {exc}") from None
     auth = AuthConfig(mode=str(raw.pop("mode", "keys")), keys=tuple(keys + env_keys), keys_file=keys_file)
     if raw:
         raise ValueError(f"unknown settings {[f'auth.{k}' for k in raw]}")

@@ -72,6 +72,12 @@ class UnknownFace(FacerecError):
     code = "unknown_face"
 
 
+class UnknownKey(FacerecError):
+    """No API key with that id in the keys file (``facerec keys revoke``)."""
+
+    code = "unknown_key"
+
+
 class PersonExists(FacerecError):
     code = "person_exists"
 

@@ -45,6 +45,9 @@ def home(tmp_path_factory, pipeline, celebrity_dir):
     (["faces", "remove", "999999", "--json"], 2),
     (["db", "upgrade", "--json"], 0),
     (["keys", "init", "--json"], 0),
+    (["keys", "add", "--role", "client", "--json"], 0),
+    (["keys", "list", "--json"], 0),
+    (["keys", "revoke", "client:00000000", "--json"], 2),
     (["audit", "list", "--json"], 0),
     (["audit", "purge", "--json"], 0),
 ])
@@ -55,6 +58,8 @@ def test_roster_commands_import_no_tensorflow(home, argv, exit_code):
     assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
     if argv[0] == "faces" and argv[1] == "remove":
         assert json.loads(done.stdout)["error"]["code"] == "unknown_face"
+    elif argv[:2] == ["keys", "list"]:
+        assert [k["role"] for k in json.loads(done.stdout)["keys"]] == ["admin", "client", "client"]
     elif argv[0] == "people" and argv[1] == "list":
         assert [p["id"] for p in json.loads(done.stdout)["people"]] == ["madonna"]
 

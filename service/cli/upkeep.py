@@ -1,4 +1,4 @@
-"""``facerec reindex``, ``backup``, ``restore``, ``db upgrade``, ``keys init`` and ``serve``: running and keeping the service."""
+"""``facerec reindex``, ``backup``, ``restore``, ``db ...`` and ``serve``: running and keeping the service."""
 
 from __future__ import annotations
 
@@ -33,10 +33,6 @@ def register(commands: Commands) -> None:
                  example="facerec db import-crops    # on each host that ran a version before 0.2")
     cmd.add_argument("from_home", nargs="?", type=Path, metavar="HOME",
                      help="the data home holding crops/ (default: --home, FACEREC_HOME or the config's)")
-
-    keys = commands.group("keys", "API keys of the HTTP service")
-    keys.add("init", init_keys, "write an admin and a client key to the keys file if no key is configured",
-             example="facerec keys init")
 
     cmd = commands.add("serve", serve, "run the HTTP service (gunicorn) until stopped",
                        example="facerec serve --host 0.0.0.0 --port 8000 --workers 2")
@@ -87,18 +83,6 @@ def import_crops(args, core, out) -> int:
     copied, missing = core.upkeep.import_crops(args.from_home)
     out.document({"copied": copied, "not_found": missing},
                  f"copied {copied} crop(s) into the database; {missing} face(s) have a crop path with no file here")
-    return 0
-
-
-def init_keys(args, core, out) -> int:
-    from service.http.server import init_keys as write_keys
-
-    path = write_keys(core.config)
-    if path is None:
-        out.document({"created": None}, "API keys already configured (or auth disabled): nothing to do")
-    else:
-        out.document({"created": str(path)}, f"created {path} (mode 0600) with one admin and one client key; "
-                                             "send one in the X-API-Key header")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Production serving through gunicorn, and API key set-up.
+"""Production serving through gunicorn.
 
 The master process never imports TensorFlow: each worker builds the app (and loads the model and
 index) after the fork, because TensorFlow does not survive being forked once initialised.
@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import time
 from dataclasses import replace
-from pathlib import Path
 
-import yaml
 from gunicorn.app.base import BaseApplication
 
 from service.config import Config
@@ -89,20 +86,3 @@ def serve(config: Config, host: str | None = None, port: int | None = None, work
     FacerecServer(config, gunicorn_options(config)).run()
     return 0
 
-
-def init_keys(config: Config) -> Path | None:
-    """Create the keys file with one admin and one client key when no key is configured.
-
-    Returns the file written, or None when keys (or ``auth: disabled``) are already configured.
-    """
-    if config.auth.keys or config.auth.mode == "disabled":
-        return None
-    path = config.auth.keys_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    keys = {"keys": [f"admin:{secrets.token_urlsafe(32)}", f"client:{secrets.token_urlsafe(32)}"]}
-    # O_EXCL: never overwrite keys someone else just wrote; 0600: the file holds secrets.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write("# facerec API keys (role:key). Send one in the X-API-Key header.\n")
-        yaml.safe_dump(keys, out)
-    return path
