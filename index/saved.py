@@ -9,7 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
+import time
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, BinaryIO, get_type_hints
@@ -110,11 +113,63 @@ def _manifest_from_json(directory: Path, data: Any) -> Manifest:
 
 
 def temporary_path(directory: Path, name: str, registry: list[Path]) -> Path:
-    """A fresh file beside ``name`` (same filesystem, so os.replace is atomic), remembered in registry."""
-    fd, path = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    """A fresh file beside ``name`` (same filesystem, so os.replace is atomic), remembered in registry.
+
+    Its name says who writes it, ``.<name>.<pid>@<host>.<random>.tmp``, so that a later start can tell
+    a temporary a killed save left behind from one a running save is still writing
+    (:func:`remove_abandoned_temporaries`).
+    """
+    fd, path = tempfile.mkstemp(dir=directory, prefix=f".{name}.{os.getpid()}@{_host()}.", suffix=".tmp")
     os.close(fd)
     registry.append(Path(path))
     return Path(path)
+
+
+TEMPORARY_PATTERN = ".*.tmp"
+_WRITER = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]*)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def _host() -> str:
+    """This machine's name as a temporary's name carries it (no dots: they separate the parts)."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:64]
+
+
+def remove_abandoned_temporaries(directory: Path, max_age: float) -> list[Path]:
+    """Remove the temporaries that interrupted saves left in ``directory``; the files removed.
+
+    Several processes may save into one folder (a command and a server sharing a data home), so a
+    temporary is removed only when its writer is known to be gone: the name says it was written on
+    this host by a process id that no longer runs. Where that cannot be known (another host sharing
+    the folder, a name from an older version, a pid since reused by an unrelated process), a file
+    unmodified for ``max_age`` seconds is taken to be abandoned: a live save writes its temporaries
+    in seconds and renames them at once.
+    """
+    removed = []
+    for path in Path(directory).glob(TEMPORARY_PATTERN):
+        try:
+            if _writer_gone(path.name) or time.time() - path.stat().st_mtime > max_age:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # renamed or removed by its writer meanwhile
+            pass
+    return removed
+
+
+def _writer_gone(name: str) -> bool:
+    """Whether the name says a process of this host wrote it, and that process has ended."""
+    writer = _WRITER.match(name)
+    if writer is None or writer["host"] != _host():
+        return False
+    pid = int(writer["pid"])
+    if pid <= 0 or pid == os.getpid():  # 0 would signal our own process group; our own saves are live
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # e.g. PermissionError: it exists, as another user
+        return False
+    return False
 
 
 def write_index(index: faiss.Index, path: Path) -> str:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from alembic import context
-from sqlalchemy import Connection, TypeDecorator
+from sqlalchemy import Connection, TypeDecorator, event
 
 from service.roster.database import Base, make_engine
 
@@ -66,7 +66,8 @@ def run_migrations_online() -> None:
 
 
 def _run_on(connection: Connection) -> None:
-    with _one_migrator_at_a_time(connection), _sqlite_foreign_keys_off(connection):
+    with (_one_migrator_at_a_time(connection), _sqlite_foreign_keys_off(connection),
+          _sqlite_transactional_ddl(connection)):
         context.configure(connection=connection, **_configure_options(connection.dialect.name))
         with context.begin_transaction():
             context.run_migrations()
@@ -120,6 +121,37 @@ def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
             connection.rollback()
         connection.exec_driver_sql("PRAGMA foreign_keys=ON")
         connection.commit()
+
+
+@contextmanager
+def _sqlite_transactional_ddl(connection: Connection) -> Iterator[None]:
+    """Run the migrations in one real SQLite transaction, DDL included, taking the write lock at once.
+
+    Python's sqlite3 driver opens a transaction only before INSERT/UPDATE/DELETE, so CREATE, DROP and
+    ALTER each committed on their own: a process killed during the first migration left tables without
+    a version row, and every later start failed on "table people already exists". Here the driver's
+    own transaction handling is switched off and each transaction this connection begins is a
+    BEGIN IMMEDIATE: all the steps commit together or not at all, and a second process starting at
+    the same moment waits for the first (busy_timeout), then finds nothing to do.
+    """
+    if connection.dialect.name != "sqlite" or connection.in_transaction():
+        yield
+        return
+    driver = connection.connection.dbapi_connection
+    managed = driver.isolation_level
+
+    def begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    driver.isolation_level = None  # the driver no longer opens (or skips) transactions by itself
+    event.listen(connection, "begin", begin)
+    try:
+        yield
+    finally:
+        event.remove(connection, "begin", begin)
+        if connection.in_transaction():
+            connection.rollback()
+        driver.isolation_level = managed
 
 
 if context.is_offline_mode():

@@ -125,15 +125,9 @@ def running_server(home: Path, port: int, env: dict, cwd: Path) -> Iterator["Cli
 
     The server runs in a session of its own (``client.process``): killing that process group stops
     its master and workers at once, as a host failure would."""
-    facerec = Path(sys.executable).parent / "facerec"
-    log = open(home / "server.log", "wb")
-    process = subprocess.Popen([str(facerec), "serve", "--home", str(home), "--port", str(port)],
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}, stdout=log,
-                               stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True)
-    client = Client(port)
-    client.process = process
+    client = start_server(home, port, env, cwd)
+    process = client.process
     try:
-        _wait_ready(client, process, home)
         yield client
     finally:
         if process.poll() is None:
@@ -143,10 +137,34 @@ def running_server(home: Path, port: int, env: dict, cwd: Path) -> Iterator["Cli
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-        log.close()
+        client.log.close()
 
 
-def _wait_ready(client: Client, process: subprocess.Popen, home: Path) -> None:
+def start_server(home: Path, port: int, env: dict, cwd: Path, command: list[str] | None = None,
+                 wait: bool = True) -> "Client":
+    """Start `facerec serve --home HOME --port PORT` (or ``command`` with those arguments) in a session of
+    its own, output in HOME/server.log (``client.log``), the process as ``client.process``; with
+    ``wait``, once it is ready. Stopping it is the caller's business."""
+    command = command or [str(Path(sys.executable).parent / "facerec")]
+    log = open(home / "server.log", "ab")
+    process = subprocess.Popen([*command, "serve", "--home", str(home), "--port", str(port)],
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}, stdout=log,
+                               stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True)
+    client = Client(port)
+    client.process, client.log = process, log
+    if wait:
+        try:
+            wait_ready(client, process, home)
+        except BaseException:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            log.close()
+            raise
+    return client
+
+
+def wait_ready(client: Client, process: subprocess.Popen, home: Path) -> None:
+    """Until /readyz answers 200; fails with the log's tail if the server exits or takes too long."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:

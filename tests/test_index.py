@@ -363,3 +363,35 @@ def test_index_does_not_import_service():
     code = "import sys, index; print(sorted(m for m in sys.modules if m.split('.')[0] == 'service'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_temporaries_of_dead_writers_go_at_once_and_a_live_writers_stay(tmp_path):
+    from index.saved import remove_abandoned_temporaries
+
+    writer = ("import sys, time; from pathlib import Path; from index.saved import temporary_path; "
+              "print(temporary_path(Path(sys.argv[1]), 'faces.faiss', []), flush=True); time.sleep(float(sys.argv[2]))")
+    project = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": project + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-c", writer, str(tmp_path), "0"], capture_output=True, text=True,
+                          env=env, check=True)
+    dead = Path(done.stdout.strip())  # its writer has exited: the name says which pid wrote it, here
+    live = subprocess.Popen([sys.executable, "-c", writer, str(tmp_path), "600"], stdout=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        alive = Path(live.stdout.readline().strip())
+        elsewhere = tmp_path / f".faces.faiss.{live.pid}@another-host.abcd1234.tmp"  # no pid to ask about
+        unnamed = tmp_path / ".manifest.json.abcd1234.tmp"  # as an earlier version named them
+        for path in (elsewhere, unnamed):
+            path.write_bytes(b"partial")
+        assert dead.is_file() and alive.is_file()
+        assert remove_abandoned_temporaries(tmp_path, max_age=3600) == [dead]
+        old = os.path.getmtime(alive) - 7200
+        for path in (elsewhere, unnamed):
+            os.utime(path, (old, old))  # untouched for two hours: abandoned, whoever wrote it
+        assert sorted(remove_abandoned_temporaries(tmp_path, max_age=3600)) == sorted([elsewhere, unnamed])
+        assert alive.is_file()  # its writer is alive: kept
+    finally:
+        live.kill()
+        live.wait()
+    assert remove_abandoned_temporaries(tmp_path, max_age=3600) == [alive]
+    assert list(tmp_path.iterdir()) == []

@@ -295,3 +295,38 @@ def test_sigkill_during_import_loses_nothing_reported(database_url, tmp_path, ce
     assert kept_crops(home) == len(ids)  # a crop for every face, none left over
     leftovers = [p for p in home.rglob("*") if p.is_file() and (p.name.startswith(".") or p.suffix == ".partial")]
     assert leftovers == [] and not (home / "crops").exists()  # crops live in the database now
+
+
+def test_a_new_person_created_meanwhile_elsewhere_gets_the_faces(database_url, pipeline, tmp_path, celebrity_dir,
+                                                                  make_core, monkeypatch):
+    """A person is created with their first faces, in the same transaction; when another process creates
+    them between this one's look-up and its insert, the unique id refuses the insert and the faces go
+    to the person that process made."""
+    from service.app import Photo
+
+    home = tmp_path / "home"
+    here, elsewhere = make_core(home, database_url=database_url), make_core(home, database_url=database_url)
+    roster = here.roster
+    real_owners = roster._owners
+    raced = []
+
+    def racing_owners(session, faces):  # fault injection: the other process creates the person just now
+        real_flush = session.flush
+
+        def flush(*args, **kwargs):
+            if not raced and session.new:  # the insert of the person looked up and not found
+                raced.append(elsewhere.people.create("madonna", "Madonna (elsewhere)"))
+            return real_flush(*args, **kwargs)
+
+        monkeypatch.setattr(session, "flush", flush)
+        return real_owners(session, faces)
+
+    monkeypatch.setattr(roster, "_owners", racing_owners)
+    real_add, batches = roster.add_faces, []
+    monkeypatch.setattr(roster, "add_faces", lambda faces: batches.append(len(faces)) or real_add(faces))
+    photos = [Photo.from_path(p) for p in val_photos(celebrity_dir, "madonna")[:2]]
+    result = here.enrollment.enroll("madonna", photos, name="Madonna")
+    assert raced and [p.status for p in result.photos] == ["accepted", "accepted"]
+    assert batches == [2, 1, 1]  # the batch was refused by the unique id, then stored a face at a time
+    assert here.roster.get_person("madonna").name == "Madonna (elsewhere)"  # theirs, not a second one
+    assert [f.id for f in here.roster.faces_of("madonna")] == [p.face_id for p in result.photos]

@@ -14,6 +14,9 @@ from service.errors import FacerecError, UnknownPerson
 if TYPE_CHECKING:
     from service.app.core import Facerec
     from service.roster.database import PersonRow
+    from service.roster.roster import NewPerson
+
+    Person = PersonRow | NewPerson  # an enrolled person, or one to create with their first face
 
 OnOutcome = Callable[[PhotoOutcome], object]
 
@@ -26,22 +29,19 @@ class EnrollmentService:
                create: bool = True) -> Enrollment:
         """Enroll several photos of one person; one outcome per photo, in order.
 
-        With ``create``, a person who does not exist yet is created, and removed again when none of
-        the photos could be enrolled, so a refused request leaves nothing behind. Without it,
-        UnknownPerson (and a person deleted meanwhile stays deleted).
+        With ``create``, a person who does not exist yet is created with their first face, in its
+        transaction, so a refused request (or a process killed midway) leaves nothing behind. Without
+        it, UnknownPerson (and a person deleted meanwhile stays deleted).
         """
+        from service.roster.roster import NewPerson
+
         person_id, name = inputs.person_id(person_id), inputs.person_name(name)
         roster = self.core.roster
-        if create:
-            person, created = roster.ensure_person(person_id, name)
-        else:
-            person, created = roster.get_person(person_id), False
-        try:
-            outcomes = self._enroll_batch([(person, photo) for photo in photos])
-        finally:  # also when enrollment fails outright
-            if created:
-                roster.drop_if_faceless([person.id])
-        if name is not None and name != person.name and any(o.enrolled for o in outcomes):
+        person = roster.find_person(person_id) if create else roster.get_person(person_id)
+        person = person or NewPerson(person_id, name)
+        outcomes = self._enroll_batch([(person, photo) for photo in photos])
+        if (person.id is not None and name is not None and name != person.name
+                and any(o.enrolled for o in outcomes)):
             roster.update_person(person_id, name=name)  # a request that enrolled nothing changes nothing
         return Enrollment(person_id, tuple(outcomes))
 
@@ -50,8 +50,12 @@ class EnrollmentService:
         """Enroll ``folder/<person>/*`` (the sub-folder's name is the person id), a batch at a time.
 
         ``on_total`` hears how many photos there are; each outcome is passed to ``on_outcome`` once its
-        batch is committed, so what it reports is durable. Running it again finds every photo enrolled.
+        batch is committed, so what it reports is durable. A person is created with their first face,
+        so people none of whose photos could be enrolled are not left behind, even by a killed run.
+        Running it again finds every photo enrolled.
         """
+        from service.roster.roster import NewPerson
+
         started = time.monotonic()
         people = photos_by_person(folder)
         invalid = []
@@ -64,43 +68,43 @@ class EnrollmentService:
             raise FacerecError(f"folder names that cannot be person ids (1 to {inputs.MAX_PERSON_ID} characters, "
                                f"no slashes or control characters): {invalid[:5]}")
         roster = self.core.roster
-        rows, created = {}, []
-        try:
-            for name in people:
-                rows[name], new = roster.ensure_person(inputs.person_id(name))
-                if new:
-                    created.append(rows[name].id)
-            work = [(rows[name], Photo.from_path(path)) for name, paths in people.items() for path in paths]
-            summary = ImportSummary(str(folder), photos=len(work))
-            if on_total:
-                on_total(len(work))
-            for start in range(0, len(work), max(1, batch_size)):
-                for outcome in self._enroll_batch(work[start:start + max(1, batch_size)]):
-                    summary.count(outcome)
-                    if on_outcome:
-                        on_outcome(outcome)
-        finally:  # people this run created and could give no face are not left behind, even on Ctrl-C
-            dropped = roster.drop_if_faceless(created)
-        summary.people = len(people) - dropped
+        ids = {name: inputs.person_id(name) for name in people}
+        rows = {name: roster.find_person(ids[name]) or NewPerson(ids[name]) for name in people}
+        work = [(name, Photo.from_path(path)) for name, paths in people.items() for path in paths]
+        summary = ImportSummary(str(folder), photos=len(work))
+        if on_total:
+            on_total(len(work))
+        step = max(1, batch_size)
+        for start in range(0, len(work), step):
+            batch = work[start:start + step]
+            outcomes = self._enroll_batch([(rows[name], photo) for name, photo in batch])
+            for name in {name for (name, _), outcome in zip(batch, outcomes) if outcome.enrolled}:
+                if rows[name].id is None:  # created by this batch: later ones add to that row, so
+                    rows[name] = roster.find_person(ids[name]) or rows[name]  # a deletion meanwhile holds
+            for outcome in outcomes:
+                summary.count(outcome)
+                if on_outcome:
+                    on_outcome(outcome)
+        summary.people = sum(row.id is not None for row in rows.values())
         summary.seconds = time.monotonic() - started
         return summary
 
-    def _enroll_batch(self, items: list[tuple[PersonRow, Photo]]) -> list[PhotoOutcome]:
+    def _enroll_batch(self, items: list[tuple[Person, Photo]]) -> list[PhotoOutcome]:
         """Duplicates and unreadable photos are settled first; the rest are located, encoded and
         stored together. The same photo twice for one person counts once."""
         roster = self.core.roster
-        known = roster.known_photos({person.id for person, _ in items})
+        known = roster.known_photos({person.external_id for person, _ in items})
         outcomes: list[PhotoOutcome | None] = [None] * len(items)
-        firsts: dict[tuple[int, str], int] = {}  # (person, sha) -> position of its first offer here
+        firsts: dict[tuple[str, str], int] = {}  # (person, sha) -> position of its first offer here
         repeats: dict[int, int] = {}
-        todo: list[tuple[int, PersonRow, Photo, str]] = []
+        todo: list[tuple[int, Person, Photo, str]] = []
         for position, (person, photo) in enumerate(items):
             try:
                 sha = photo.sha256()
             except FacerecError as exc:
                 outcomes[position] = _refused(person, photo, exc.code, exc.message)
                 continue
-            key = (person.id, sha)
+            key = (person.external_id, sha)
             if key in known:
                 outcomes[position] = _duplicate(person, photo, known[key])
             elif key in firsts:
@@ -117,38 +121,39 @@ class EnrollmentService:
                                   _refused(person, photo, earlier.reason, earlier.message))
         return outcomes
 
-    def _store(self, todo: list[tuple[int, PersonRow, Photo, str]], outcomes: list) -> None:
+    def _store(self, todo: list[tuple[int, Person, Photo, str]], outcomes: list) -> None:
         from service.roster.roster import NewFace
 
         roster = self.core.roster
         found = single_faces(self.core.pipeline, [photo for _, _, photo, _ in todo])
-        stored: list[tuple[int, PersonRow, Photo, str, int]] = []
+        stored: list[tuple[int, Person, Photo, str, int]] = []
         new_faces = []
         for (position, person, photo, sha), single in zip(todo, found):
             if isinstance(single, FacerecError):
                 outcomes[position] = _refused(person, photo, single.code, single.message)
                 continue
             face = single.face
-            new_faces.append(NewFace(person.id, sha, face.box, face.confidence, face.crop, face.encoding))
+            owner = person if person.id is None else person.id  # a new person is created with the face
+            new_faces.append(NewFace(owner, sha, face.box, face.confidence, face.crop, face.encoding))
             stored.append((position, person, photo, sha, single.faces_found))
         face_ids = roster.add_faces(new_faces)
-        lost = [(p, person, photo, sha) for (p, person, photo, sha, _), i in zip(stored, face_ids) if i is None]
-        taken = roster.known_photos({person.id for _, person, _, _ in lost}) if lost else {}
+        lost = [person for (_, person, _, _, _), i in zip(stored, face_ids) if i is None]
+        taken = roster.known_photos({person.external_id for person in lost}) if lost else {}
         for (position, person, photo, sha, count), face_id in zip(stored, face_ids):
             if face_id is not None:
                 outcomes[position] = PhotoOutcome(photo.label, person.external_id, ACCEPTED, face_id=face_id,
                                                   faces_found=count)
-            elif (person.id, sha) in taken:  # another process stored the same photo first
-                outcomes[position] = _duplicate(person, photo, taken[(person.id, sha)])
+            elif (person.external_id, sha) in taken:  # another process stored the same photo first
+                outcomes[position] = _duplicate(person, photo, taken[(person.external_id, sha)])
             else:  # the person was deleted while their photos were being encoded: they stay deleted
                 outcomes[position] = _refused(person, photo, UnknownPerson.code,
                                               f"{person.external_id!r} was removed during enrollment")
 
 
-def _refused(person: PersonRow, photo: Photo, reason: str, message: str) -> PhotoOutcome:
+def _refused(person: Person, photo: Photo, reason: str, message: str) -> PhotoOutcome:
     return PhotoOutcome(photo.label, person.external_id, REFUSED, reason=reason, message=message)
 
 
-def _duplicate(person: PersonRow, photo: Photo, face_id: int | None) -> PhotoOutcome:
+def _duplicate(person: Person, photo: Photo, face_id: int | None) -> PhotoOutcome:
     return PhotoOutcome(photo.label, person.external_id, REFUSED, face_id=face_id, reason="duplicate",
                         message=f"{photo.label} is already enrolled for {person.external_id!r} (face {face_id})")

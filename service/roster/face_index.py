@@ -81,19 +81,13 @@ class RosterIndex:
 
     def _clear_the_way(self) -> None:
         """The index folder is this roster's own: something else in its place (a file) is moved
-        aside, and temporaries an interrupted save left behind are removed (those an hour old: a
-        younger one may be another process's save in progress)."""
+        aside, and temporaries interrupted saves left behind are removed (see remove_leftovers)."""
         if self.directory.exists() and not self.directory.is_dir():
             aside = self.directory.with_name(f"{self.directory.name}.not-a-folder-{int(time.time())}")
             self.directory.rename(aside)
             log.warning("%s was not a folder: moved it to %s and rebuilt the index there", self.directory, aside)
-        elif self.directory.is_dir():
-            for leftover in self.directory.glob(".*.tmp"):
-                try:
-                    if time.time() - leftover.stat().st_mtime > STALE_TEMPORARY_SECONDS:
-                        leftover.unlink()
-                except FileNotFoundError:  # its save finished meanwhile
-                    pass
+        else:
+            remove_leftovers(self.directory)
 
     def _load(self) -> None:
         from index import FaceIndex, IndexLoadError, IndexMissing, read_manifest
@@ -267,3 +261,23 @@ class RosterIndex:
             self._index.save(self.directory, generation=self.generation, model_id=self.model_id, epoch=self.epoch)
             self._saved_generation = self.generation
             self._last_save = time.monotonic()
+
+
+def remove_leftovers(directory: Path) -> int:
+    """Remove the temporaries that saves killed midway left in the index folder; how many.
+
+    Every process that opens the roster calls this, and every save: a temporary is removed only once
+    its writer is known to be dead (or it is an hour old), never while another process sharing the
+    data home is still writing it (``index.saved.remove_abandoned_temporaries`` says how it tells).
+    Costs one listing when there is nothing to remove, and imports FAISS only when there is.
+    """
+    directory = Path(directory)
+    # The pattern is index.saved.TEMPORARY_PATTERN, spelt out: importing it would load FAISS.
+    if not directory.is_dir() or not any(directory.glob(".*.tmp")):
+        return 0
+    from index.saved import remove_abandoned_temporaries
+
+    removed = remove_abandoned_temporaries(directory, STALE_TEMPORARY_SECONDS)
+    if removed:
+        log.warning("removed %d temporary file(s) that interrupted index saves left in %s", len(removed), directory)
+    return len(removed)

@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import Row, delete, func, insert, or_, select, update
+from sqlalchemy import Row, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from service.config import Config
@@ -28,14 +28,25 @@ from service.roster.database import (
     CropRow, FaceRow, PersonRow, bump_generation, current_generation, make_engine, session_factory, upgrade_database,
     utcnow,
 )
-from service.roster.face_index import Progress, RosterIndex
+from service.roster.face_index import Progress, RosterIndex, remove_leftovers
+
+
+@dataclass(frozen=True)
+class NewPerson:
+    """A person to create with their first face, in the transaction that stores it: a process killed
+    before that commit leaves no faceless person behind. Taken as is if they exist by then."""
+
+    external_id: str
+    name: str | None = None
+    id: None = None  # not stored yet
 
 
 @dataclass(frozen=True, eq=False)
 class NewFace:
-    """A face ready to store: whose it is, which photo it came from, where, its crop and encoding."""
+    """A face ready to store: whose it is (a person's row id, or a person to create with it), which
+    photo it came from, where, its crop and encoding."""
 
-    person_row_id: int
+    person: int | NewPerson
     photo_sha256: str
     box: tuple[float, float, float, float]
     confidence: float | None
@@ -58,6 +69,7 @@ class Roster:
         self.sessions = session_factory(self.engine)
         self.audit = AuditStore(self.engine)  # the same database keeps the record of decisions
         self._index: RosterIndex | None = None
+        remove_leftovers(config.index_dir)  # what a process killed while saving the index left
 
     @property
     def model_id(self) -> str:
@@ -91,16 +103,6 @@ class Roster:
         except IntegrityError:
             raise PersonExists(f"person {external_id!r} already exists") from None
         return person
-
-    def ensure_person(self, external_id: str, name: str | None = None) -> tuple[PersonRow, bool]:
-        """The person with this id, created (with ``name``) if new; and whether it was created here."""
-        person = self.find_person(external_id)
-        if person is not None:
-            return person, False
-        try:
-            return self.add_person(external_id, name), True
-        except PersonExists:  # created by another process since we looked: take theirs
-            return self.get_person(external_id), False
 
     def find_person(self, external_id: str) -> PersonRow | None:
         with self.sessions() as session:
@@ -155,16 +157,6 @@ class Roster:
             self._follow(generation, remove=face_ids)
         return face_ids
 
-    def drop_if_faceless(self, person_row_ids: Iterable[int]) -> int:
-        """Delete those people who have no face (no index change, so no generation bump)."""
-        ids = list(person_row_ids)
-        with self.sessions() as session, session.begin():
-            with_faces = set(session.scalars(select(FaceRow.person_id).where(FaceRow.person_id.in_(ids)).distinct()))
-            empty = [i for i in ids if i not in with_faces]
-            if empty:
-                session.execute(delete(PersonRow).where(PersonRow.id.in_(empty)))
-        return len(empty)
-
     # ---- faces ------------------------------------------------------------------------------------
 
     def count_faces_of(self, person_row_id: int) -> int:
@@ -196,19 +188,19 @@ class Roster:
             self._follow(generation, remove=[face_id])
         return face
 
-    def known_photos(self, person_row_ids: Iterable[int]) -> dict[tuple[int, str], int]:
-        """(person row id, photo sha256) -> face id, for the photos these people already have."""
-        with self.sessions() as session:
-            query = select(FaceRow.person_id, FaceRow.photo_sha256, FaceRow.id).where(
-                FaceRow.person_id.in_(list(person_row_ids)))
-            return {(person, sha): face for person, sha, face in session.execute(query)}
+    def known_photos(self, external_ids: Iterable[str]) -> dict[tuple[str, str], int]:
+        """(person id, photo sha256) -> face id, for the photos these people already have."""
+        query = (select(PersonRow.external_id, FaceRow.photo_sha256, FaceRow.id).join(PersonRow)
+                 .where(PersonRow.external_id.in_(list(external_ids))))
+        with self.engine.connect() as connection:
+            return {(person, sha): face for person, sha, face in connection.execute(query)}
 
     def add_faces(self, faces: list[NewFace]) -> list[int | None]:
         """Store faces (one transaction), keep their crops, have the index follow; ids in order.
 
         Another process may store the same photo for the same person between the caller's duplicate
-        check and this commit: the unique constraint then refuses the batch, and it is retried a face
-        at a time, the taken photos coming back as None.
+        check and this commit (or create the same new person): the unique constraint then refuses the
+        batch, and it is retried a face at a time, the taken photos coming back as None.
         """
         if not faces:
             return []
@@ -224,7 +216,7 @@ class Roster:
         self.index.load()  # so the index follows the new faces (removals can wait for the next load)
         with self.index_lock():
             with self.sessions() as session, session.begin():
-                rows = [self._face_row(face) for face in faces]
+                rows = [self._face_row(face, owner) for face, owner in zip(faces, self._owners(session, faces))]
                 session.add_all(rows)
                 session.flush()  # assigns ids
                 session.add_all([CropRow(face_id=row.id, png=png) for row, png in zip(rows, pngs)])
@@ -233,9 +225,25 @@ class Roster:
             self._follow(generation, add=(ids, np.stack([face.encoding for face in faces])))
         return ids.tolist()
 
-    def _face_row(self, face: NewFace) -> FaceRow:
+    @staticmethod
+    def _owners(session, faces: list[NewFace]) -> list[int]:
+        """Each face's person row id, the people to create created (in the caller's transaction)."""
+        made: dict[str, int] = {}
+        for face in faces:
+            person = face.person
+            if isinstance(person, NewPerson) and person.external_id not in made:
+                found = session.scalar(select(PersonRow.id).where(PersonRow.external_id == person.external_id))
+                if found is None:
+                    row = PersonRow(external_id=person.external_id, name=person.name, active=True)
+                    session.add(row)
+                    session.flush()  # assigns the id; a person created meanwhile elsewhere fails here
+                    found = row.id
+                made[person.external_id] = found
+        return [made[f.person.external_id] if isinstance(f.person, NewPerson) else f.person for f in faces]
+
+    def _face_row(self, face: NewFace, person_row_id: int) -> FaceRow:
         x, y, w, h = face.box
-        return FaceRow(person_id=face.person_row_id, encoding=encoding_to_bytes(face.encoding),
+        return FaceRow(person_id=person_row_id, encoding=encoding_to_bytes(face.encoding),
                        model_id=self.model_id, photo_sha256=face.photo_sha256, box_x=x, box_y=y, box_w=w,
                        box_h=h, score=face.confidence)
 
