@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,25 +28,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the throwaway PostgreSQL server and the HTTP client of the tests
 
 from http_client import Client, free_port, photo_file, running_server  # noqa: E402
+from nginx_front import running_nginx  # noqa: E402
 from postgres import PostgresServer  # noqa: E402
 
 ADMIN, CLIENT = "admin-" + uuid.uuid4().hex, "client-" + uuid.uuid4().hex
 CELEBRITIES = ROOT / "models" / "data" / "5-celebrity"
 PROBE_PERSON = "mindy_kaling"
-
-
-def nginx_config(folder: Path, listen: int, replicas: list[int]) -> Path:
-    """deploy/nginx.conf with this run's ports, pid and temp paths: the directives that matter unchanged."""
-    text = (ROOT / "deploy" / "nginx.conf").read_text()
-    servers = "\n".join(f"        server 127.0.0.1:{port} max_fails=1 fail_timeout=10s;" for port in replicas)
-    text = re.sub(r"(?m)^        server 127\.0\.0\.1:\d+ .*\n(        server 127\.0\.0\.1:\d+ .*\n)*", servers + "\n", text)
-    text = re.sub(r"listen \d+;", f"listen 127.0.0.1:{listen};", text)
-    paths = "\n".join(f"    {kind}_temp_path {folder / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
-                                                                           "scgi"))
-    text = text.replace("http {\n", f"http {{\n    access_log off;\n{paths}\n", 1)
-    config = folder / "nginx.conf"
-    config.write_text(f"pid {folder / 'nginx.pid'};\nerror_log {folder / 'error.log'};\n" + text)
-    return config
 
 
 def enroll_celebrities(replica: Client) -> int:
@@ -77,19 +62,12 @@ def main() -> int:
     try:
         env = {"FACEREC_DATABASE_URL": database.new_database(), "FACEREC_API_KEYS": f"admin:{ADMIN},client:{CLIENT}",
                "FACEREC_SERVER__WORKERS": "1"}
-        (scratch / "a").mkdir(), (scratch / "b").mkdir(), (scratch / "nginx").mkdir()
-        os.chmod(scratch / "nginx", 0o777)  # nginx's workers (user nobody when run as root) write temp files there
+        (scratch / "a").mkdir(), (scratch / "b").mkdir()
         port_a, port_b, listen = free_port(), free_port(), free_port()
         with running_server(scratch / "a", port_a, env, ROOT) as a, running_server(scratch / "b", port_b, env, ROOT) as b:
             faces = enroll_celebrities(a)
-            config = nginx_config(scratch / "nginx", listen, [port_a, port_b])
-            nginx = subprocess.Popen(["nginx", "-c", str(config), "-g", "daemon off;"], stderr=subprocess.PIPE)
-            try:
-                time.sleep(1)
+            with running_nginx(scratch / "nginx", listen, [port_a, port_b]):
                 results = run_clients(Client(listen), probe, args.clients, args.seconds, b)
-            finally:
-                nginx.send_signal(signal.SIGQUIT)
-                nginx.wait(timeout=30)
         report(results, faces, args)
         return 0 if not any(r["status"] != 200 for r in results) else 1
     finally:

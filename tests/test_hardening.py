@@ -12,7 +12,7 @@ import uuid
 import pytest
 from PIL import Image
 
-from http_client import Client, assert_error, free_port, photo_file, running_server
+from http_client import Client, assert_error, free_port, multipart, photo_file, running_server
 
 ADMIN_KEY, CLIENT_KEY = "admin-" + uuid.uuid4().hex, "client-" + uuid.uuid4().hex
 REQUEST_TIMEOUT = 3  # seconds: small, so a stalled client is cut off quickly here
@@ -114,6 +114,123 @@ def test_stalled_clients_cannot_hold_every_thread(server):
     finally:
         for sock in stalled:
             sock.close()
+
+
+STALLS = {  # what a stalled client sends before it stops
+    "half a head": b"POST /v1/people HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n",
+    "part of a body": b"POST /v1/people HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
+    "part of a chunked body": b"POST /v1/people HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n",
+    "nothing": b"",
+}
+
+
+def still_connected(sock: socket.socket) -> bool:
+    """Neither hung up on nor answered (yet)."""
+    sock.setblocking(False)
+    try:
+        sock.recv(1)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        sock.setblocking(True)
+
+
+def test_stalled_clients_wait_without_a_thread(server):
+    """Eight stalled clients of every kind against a worker of two threads: other requests are answered
+    while all eight are still connected (their requests wait in the worker's poll loop, not in a thread,
+    so nobody waits for their deadline), and each is then cut off at the deadline without an answer."""
+    client, _, port = server
+    stalled = []
+    try:
+        for sent in list(STALLS.values()) * 2:
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(sent)
+            stalled.append(sock)
+        time.sleep(0.3)
+        assert client.call("GET", "/healthz")[0] == 200
+        assert client.call("GET", "/v1/people/madonna", ADMIN_KEY)[0] == 200
+        assert all(still_connected(sock) for sock in stalled)  # answered around them, not after them
+        for sock in stalled:
+            sock.settimeout(REQUEST_TIMEOUT + 10)
+            assert sock.recv(100) == b""
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def read_response(reader) -> tuple[int, bytes]:
+    """One HTTP/1.1 response (status, body) from a socket's file, leaving the next one unread."""
+    status = int(reader.readline().split()[1])
+    length = 0
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+    return status, reader.read(length)
+
+
+def request_head(method: str, path: str, *headers: str) -> bytes:
+    return "\r\n".join([f"{method} {path} HTTP/1.1", "Host: x", f"X-API-Key: {ADMIN_KEY}", *headers, "", ""]).encode()
+
+
+def test_requests_in_pieces_pipelined_and_chunked_on_one_connection(server, celebrity_dir):
+    """What the worker's reading must keep right: keep-alive, requests in one write (one with a photo),
+    a head and body split anywhere, chunked bodies, and a client that half-closes after its request."""
+    client, _, port = server
+    photo = photo_file(max((celebrity_dir / "val" / "madonna").iterdir(), key=lambda path: path.stat().st_size))
+    form, form_type = multipart([photo], {})
+    assert len(form) > 8192  # more than gunicorn reads for a head: the next request comes after the body
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        sock.sendall(request_head("GET", "/healthz") * 2)
+        assert read_response(reader)[0] == 200 and read_response(reader)[0] == 200
+        sock.sendall(request_head("POST", "/v1/identify", f"Content-Type: {form_type}",
+                                  f"Content-Length: {len(form)}") + form + request_head("GET", "/healthz"))
+        status, answer = read_response(reader)
+        assert status == 200 and json.loads(answer)["faces"][0]["match"] == "madonna"
+        assert read_response(reader)[0] == 200
+        body = json.dumps({"id": "in-pieces"}).encode()
+        request = request_head("POST", "/v1/people", "Content-Type: application/json",
+                               f"Content-Length: {len(body)}") + body
+        for piece in (request[:9], request[9:-len(body) - 1], request[-len(body) - 1:-3], request[-3:]):
+            sock.sendall(piece)
+            time.sleep(0.2)
+        assert read_response(reader)[0] == 201
+        chunks = b"7\r\n{\"id\": \r\n" + b"a;ext=1\r\n\"chunked\"}\r\n" + b"0\r\nX-Trailer: 1\r\n\r\n"
+        request = request_head("POST", "/v1/people", "Content-Type: application/json", "Transfer-Encoding: chunked")
+        sock.sendall(request + chunks[:12])
+        time.sleep(0.3)
+        sock.sendall(chunks[12:])
+        assert read_response(reader)[0] == 201
+        sock.sendall(request_head("GET", "/v1/people/chunked", "Connection: close"))
+        status, answer = read_response(reader)
+        assert status == 200 and json.loads(answer)["id"] == "chunked"
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request_head("GET", "/healthz"))
+        sock.shutdown(socket.SHUT_WR)
+        assert read_response(sock.makefile("rb"))[0] == 200
+    for person in ("in-pieces", "chunked"):
+        assert client.call("DELETE", f"/v1/people/{person}", ADMIN_KEY)[0] == 200
+
+
+def test_100_continue_is_said_once_and_a_body_over_the_limit_is_refused_unsent(server):
+    _, _, port = server
+    body = json.dumps({"id": "expecting"}).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        sock.sendall(request_head("POST", "/v1/people", "Content-Type: application/json", "Expect: 100-continue",
+                                  f"Content-Length: {len(body)}"))
+        assert reader.readline() == b"HTTP/1.1 100 Continue\r\n" and reader.readline() == b"\r\n"
+        sock.sendall(body)
+        assert read_response(reader)[0] == 201  # the final answer, not a second 100 Continue
+        sock.sendall(request_head("DELETE", "/v1/people/expecting"))
+        assert read_response(reader)[0] == 200
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request_head("POST", "/v1/people", "Content-Type: application/json",
+                                  f"Content-Length: {11 * 2**20}"))  # over server.max_upload_mb, never sent
+        status, answer = read_response(sock.makefile("rb"))
+        assert status == 413 and json.loads(answer)["error"]["code"] == "too_large"
 
 
 def test_a_huge_claimed_person_is_not_echoed_or_stored(server, celebrity_dir):

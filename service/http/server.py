@@ -82,6 +82,7 @@ def serve(config: Config, host: str | None = None, port: int | None = None, work
     from service.http.worker import FacerecWorker
 
     FacerecWorker.request_timeout = config.server.request_timeout
+    FacerecWorker.max_body = int(config.server.max_upload_mb * 2**20)  # as the app's MAX_CONTENT_LENGTH
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     FacerecServer(config, gunicorn_options(config)).run()
     return 0
