@@ -136,8 +136,9 @@ def test_the_roster_round_trip_in_a_browser(tab, server, celebrity_dir):
     page.click("nav a[href='#/decisions']")
     page.fill("#audit-person", "console-madonna")
     page.press("#audit-person", "Enter")
-    page.wait_for_selector("tr.decision")
-    cells = page.locator("tr.decision").first.locator("td").all_inner_texts()
+    # The unfiltered page may answer first: wait for the rows of the filtered one.
+    page.wait_for_selector("#decisions[data-person='console-madonna'] tr.decision")
+    cells = page.locator("#decisions[data-person='console-madonna'] tr.decision").first.locator("td").all_inner_texts()
     assert cells[1].startswith("admin:") and cells[2:5] == ["identify", "match", "console-madonna"], cells
 
     # Delete her, with a confirmation.

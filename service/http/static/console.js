@@ -398,6 +398,8 @@ async function decisionsView(params) {
         el("td", {}, new Date(e.time).toLocaleString()), el("td", {}, e.key_id || "-"), el("td", {}, e.endpoint),
         el("td", {}, e.outcome), el("td", {}, e.person || "-"), el("td", {}, fmt(e.distance)), el("td", {}, e.code || ""))))),
       el("p", { class: "muted" }, `${page.events.length} of ${page.total}`));
+    // Says which filter the rows answer, so a reader (or a test) can tell them from an earlier page's.
+    table.dataset.person = person;
   } catch (error) {
     table.replaceChildren(el("p", { class: "error" }, errorText(error)));
   }
