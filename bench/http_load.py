@@ -1,4 +1,5 @@
-"""Load test of the HTTP service on loopback: requests/s and latency p50/p99 for identify and verify.
+"""Load test of the HTTP service on loopback: requests/s and latency p50/p99 for identify and verify,
+and the memory the serving processes hold.
 
 For each roster size it starts `facerec serve` on a fresh data home and a free loopback port, fills
 the roster with synthetic encodings (random unit vectors written straight into the database, spread
@@ -7,12 +8,25 @@ runs 1, 4 and 16 concurrent clients against /v1/identify and /v1/verify for a fi
 
     .venv/bin/python bench/http_load.py --faces 1000 100000 --clients 1 4 16 --seconds 10
 
+Set-ups compared side by side: each ``--setup "name: KEY=VALUE KEY=VALUE"`` is a server with those
+FACEREC_* settings. All of them start together (an idle server costs nothing) and the cells alternate
+between them, so whatever else the machine does weighs on each alike:
+
+    .venv/bin/python bench/http_load.py --faces 1000000 \
+        --setup "before: FACEREC_MODEL__RUNTIME=tensorflow FACEREC_SERVER__WORKERS=2 FACEREC_SERVER__THREADS=4" \
+        --setup "after: "
+
+Memory is read after the load from /proc: RSS and PSS summed over the server's processes (gunicorn's
+master and workers). PSS counts a page shared by n processes as 1/n in each, so its sum is what the
+set-up really holds.
+
 Loopback only; every run is bounded by --seconds per cell plus server start-up.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import io
 import json
@@ -42,39 +56,62 @@ def main() -> int:
     parser.add_argument("--faces", type=int, nargs="+", default=[1000], help="synthetic faces per roster")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each (endpoint, clients) cell")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--setup", action="append", type=_setup, metavar='"NAME: KEY=VALUE ..."',
+                        help="a server set-up to compare (repeatable); default: the configuration as it is")
+    parser.add_argument("--endpoints", nargs="+", default=["identify", "verify"], choices=["identify", "verify"])
     args = parser.parse_args()
+    setups = args.setup or [("configured", {})]
     probe = sorted((CELEBRITIES / "val" / PROBE_PERSON).iterdir())[1]
     print(f"probe photo: {probe.name[:40]}... ({_size(probe)}), {os.cpu_count()} cores, "
-          f"{args.workers} workers, {args.seconds:.0f} s per cell")
-    print("| roster faces | endpoint | clients | requests/s | p50 ms | p99 ms | errors |")
-    print("|-------------:|----------|--------:|-----------:|-------:|-------:|-------:|")
+          f"{args.seconds:.0f} s per cell")
+    for name, env in setups:
+        print(f"set-up {name}: {' '.join(f'{k}={v}' for k, v in env.items()) or 'config.yaml as it is'}")
+    print("| roster faces | set-up | endpoint | clients | requests/s | p50 ms | p99 ms | errors |")
+    print("|-------------:|--------|----------|--------:|-----------:|-------:|-------:|-------:|")
+    memory = []
     for faces in args.faces:
-        with tempfile.TemporaryDirectory(prefix="facerec-bench-") as home:
-            with Server(Path(home), args.workers, faces) as server:
-                total = faces + server.enroll_celebrities()
-                for endpoint in ("identify", "verify"):
-                    for clients in args.clients:
+        with contextlib.ExitStack() as stack:
+            servers = []
+            for name, env in setups:
+                home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="facerec-bench-")))
+                servers.append((name, stack.enter_context(Server(home, faces, env))))
+            total = faces + [server.enroll_celebrities() for _, server in servers][0]
+            for endpoint in args.endpoints:
+                for clients in args.clients:
+                    for name, server in servers:
                         row = run_cell(server, endpoint, probe.read_bytes(), clients, args.seconds)
-                        print(f"| {total:>12,} | {endpoint:<8} | {clients:>7} | {row['rps']:>10.1f} | "
+                        print(f"| {total:>12,} | {name} | {endpoint:<8} | {clients:>7} | {row['rps']:>10.1f} | "
                               f"{row['p50']:>6.0f} | {row['p99']:>6.0f} | {row['errors']:>6} |", flush=True)
+            memory += [(total, name, server.memory()) for name, server in servers]
+    print("\n| roster faces | set-up | processes | RSS sum MB | PSS sum MB |")
+    print("|-------------:|--------|----------:|-----------:|-----------:|")
+    for total, name, (processes, rss, pss) in memory:
+        print(f"| {total:>12,} | {name} | {processes:>9} | {rss / 2**20:>10,.0f} | {pss / 2**20:>10,.0f} |")
     return 0
+
+
+def _setup(text: str) -> tuple[str, dict]:
+    name, _, settings = text.partition(":")
+    env = dict(item.split("=", 1) for item in settings.split())
+    if not name.strip() or any(not k.startswith("FACEREC_") for k in env):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 'name: FACEREC_KEY=VALUE ...'")
+    return name.strip(), env
 
 
 class Server:
     """`facerec serve` on a fresh home, with ``faces`` synthetic faces written to its database first."""
 
-    def __init__(self, home: Path, workers: int, faces: int = 0):
-        self.home, self.workers = home, workers
+    def __init__(self, home: Path, faces: int = 0, env: dict | None = None):
+        self.home, self.env = home, env or {}
         self.admin, self.client = uuid.uuid4().hex, uuid.uuid4().hex
         self.port = _free_port()
         self.faces = faces
 
     def __enter__(self) -> "Server":
         env = {**os.environ, "FACEREC_API_KEYS": f"admin:{self.admin},client:{self.client}",
-               "FACEREC_SERVER__WORKERS": str(self.workers), "TF_CPP_MIN_LOG_LEVEL": "2"}
+               "TF_CPP_MIN_LOG_LEVEL": "2", **self.env}
         if self.faces:  # before the start, so every worker builds its index from them
-            add_synthetic_faces(self.home, self.faces)
+            add_synthetic_faces(self.home, self.faces, env)
         self.log = open(self.home / "server.log", "wb")
         facerec = Path(sys.executable).parent / "facerec"
         self.process = subprocess.Popen([str(facerec), "serve", "--home", str(self.home), "--port", str(self.port)],
@@ -103,6 +140,20 @@ class Server:
             time.sleep(0.5)
         raise SystemExit("server not ready in time")
 
+    def memory(self) -> tuple[int, int, int]:
+        """(processes, RSS bytes, PSS bytes) summed over the server and its descendants."""
+        pids, rss, pss = _descendants(self.process.pid), 0, 0
+        for pid in pids:
+            try:
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Rss:"):
+                        rss += int(line.split()[1]) * 1024
+                    elif line.startswith("Pss:"):
+                        pss += int(line.split()[1]) * 1024
+            except OSError:  # gone meanwhile
+                pass
+        return len(pids), rss, pss
+
     def enroll_celebrities(self) -> int:
         """The real celebrities' train photos, through the API; returns the faces accepted."""
         accepted = 0
@@ -117,13 +168,26 @@ class Server:
         return accepted
 
 
-def add_synthetic_faces(home: Path, faces: int, seed: int = 0) -> None:
+def _descendants(pid: int) -> list[int]:
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            children = []
+        queue += [int(c) for c in children]
+    return found
+
+
+def add_synthetic_faces(home: Path, faces: int, env: dict, seed: int = 0) -> None:
     """Random unit encodings under this configuration's model id, straight into a new database."""
     from service.config import load_config
     from service.pipeline.model_id import configured_model_id
     from synthetic_roster import write_roster
 
-    config = load_config(home=str(home))
+    config = load_config(env=env, home=str(home))
     write_roster(config.database, faces, seed, configured_model_id(config), FACES_PER_SYNTHETIC_PERSON)
 
 

@@ -83,7 +83,7 @@ def load_pipeline(home: Path):
     from service.config import load_config
     from service.pipeline.detect import FaceDetector
     from service.pipeline.encoder import Encoder
-    from service.pipeline.network import load_facenet
+    from service.pipeline.runtime import load_facenet
     from service.pipeline.pipeline import Pipeline
 
     config = load_config(home=str(home))

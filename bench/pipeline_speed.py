@@ -23,20 +23,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 LOAD_SNIPPET = """
-import json, sys, time
+import importlib, json, sys, time
 t0 = time.perf_counter()
-import keras, numpy, tensorflow
-from service.pipeline.network import load_facenet
+import numpy
+importlib.import_module(sys.argv[3])
+from service.pipeline.runtime import load_facenet
 t1 = time.perf_counter()
-facenet = load_facenet(sys.argv[1], sys.argv[2])
+facenet = load_facenet(sys.argv[1], sys.argv[2], runtime=sys.argv[3])
 facenet.embed(numpy.zeros((1, 160, 160, 3), numpy.float32))  # ready means the first face is encoded
 t2 = time.perf_counter()
 print(json.dumps({"import": t1 - t0, "load": t2 - t1}))
 """
 
 
-def timed_load(weights: Path, cache: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", LOAD_SNIPPET, str(weights), str(cache)], cwd=ROOT,
+def timed_load(weights: Path, cache: Path, runtime: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", LOAD_SNIPPET, str(weights), str(cache), runtime], cwd=ROOT,
                          capture_output=True, text=True, check=True, env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": ""})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -56,12 +57,15 @@ def main() -> None:
 
     config = load_config()
     rows = []
-    with tempfile.TemporaryDirectory() as cache:
-        cold = timed_load(config.model.weights, Path(cache))
-        warm = [timed_load(config.model.weights, Path(cache)) for _ in range(3)]
-    rows.append(("import tensorflow + keras", f"{cold['import']:.2f} s", "fresh process"))
-    rows.append(("model load, cold (convert h5)", f"{cold['load']:.2f} s", "convert + export cache + first encode"))
-    rows.append(("model load, warm (cached)", f"{np.median([w['load'] for w in warm]):.2f} s", "SavedModel cache + first encode; median of 3"))
+    for runtime in ("tensorflow", "openvino"):
+        with tempfile.TemporaryDirectory() as cache:
+            cold = timed_load(config.model.weights, Path(cache), runtime)
+            warm = [timed_load(config.model.weights, Path(cache), runtime) for _ in range(3)]
+        rows.append((f"import {runtime}", f"{cold['import']:.2f} s", "fresh process"))
+        rows.append((f"model load, cold, {runtime}", f"{cold['load']:.2f} s",
+                     "convert h5 (+ SavedModel for OpenVINO), write the caches, first encode"))
+        rows.append((f"model load, warm, {runtime}", f"{np.median([w['load'] for w in warm]):.2f} s",
+                     "from the caches + first encode; median of 3"))
 
     pipeline = build_pipeline(config)
     photos = [p for ps in photos_by_person(ROOT / "models" / "data" / "5-celebrity" / "val").values() for p in ps]
@@ -85,7 +89,7 @@ def main() -> None:
     crops = [face.crop for face in located]
     from service.pipeline.encoder import Encoder
     for flip in (False, True):
-        encoder = Encoder(pipeline.encoder.facenet, config.model.normalization, 32, flip=flip)
+        encoder = Encoder(pipeline.encoder.facenet, config.model.normalization, 32, flip=flip)  # configured runtime
         for batch in (1, 32):
             chunk = (crops * (batch // len(crops) + 1))[:batch]
             r = rate(lambda: encoder.encode(chunk), batch, 40 if batch == 1 else 4)
@@ -93,7 +97,7 @@ def main() -> None:
             rows.append((f"encode, batch {batch}, flip {'on' if flip else 'off'}", f"{r:.1f} images/s", note))
 
     import os
-    print(f"facerec pipeline speed ({os.cpu_count()} cores, {config.model.normalization}, "
+    print(f"facerec pipeline speed ({os.cpu_count()} cores, {config.model.runtime}, {config.model.normalization}, "
           f"flip {'on' if config.model.flip else 'off'} by default)")
     width = max(len(r[0]) for r in rows)
     print(f"| {'what':<{width}} | {'result':>16} | notes")

@@ -30,6 +30,9 @@ class ModelConfig:
     normalization: str
     batch_size: int
     flip: bool
+    # Which runtime executes the network ("openvino" or "tensorflow") and its threads (0: one per core).
+    runtime: str = "openvino"
+    threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,8 @@ class DetectionConfig:
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8000
-    workers: int = 2
-    threads: int = 4
+    workers: int = 1
+    threads: int = 8
     max_upload_mb: float = 10.0
     request_timeout: float = 30.0
 
@@ -159,6 +162,8 @@ def _build(raw: dict, base: Path, source: Path, env_keys: list[str] | None = Non
                 normalization=str(model.pop("normalization")),
                 batch_size=int(model.pop("batch_size")),
                 flip=bool(model.pop("flip")),
+                runtime=str(model.pop("runtime", "openvino")),
+                threads=int(model.pop("threads", 0)),
             ),
             detect=bool(raw.pop("detect")),
             detection=DetectionConfig(
@@ -188,6 +193,10 @@ def _build(raw: dict, base: Path, source: Path, env_keys: list[str] | None = Non
 def _validate(config: Config, source: Path) -> None:
     if config.model.normalization not in ("standardize", "divide255"):
         raise ConfigError(f"{source}: model.normalization must be 'standardize' or 'divide255'")
+    if config.model.runtime not in ("openvino", "tensorflow"):
+        raise ConfigError(f"{source}: model.runtime must be 'openvino' or 'tensorflow'")
+    if config.model.threads < 0:
+        raise ConfigError(f"{source}: model.threads must be 0 (one per core) or more")
     if not 0 < config.threshold <= 2:
         raise ConfigError(f"{source}: threshold must be in (0, 2]: encodings are unit vectors, 2 apart at most")
     if config.model.batch_size < 1 or config.max_pixels < 1 or config.index_k < 1:

@@ -52,11 +52,11 @@ def config(tmp_path_factory):
 @pytest.fixture(scope="session")
 def facenet(config):
     """The real pretrained FaceNet, loaded once per test run."""
-    from service.pipeline.network import load_facenet
+    from service.pipeline.runtime import load_facenet
 
     if not config.model.weights.is_file():
         pytest.skip(f"FaceNet weights not found at {config.model.weights} (fetched by `make models`)")
-    return load_facenet(config.model.weights, config.model.cache_dir, config.expected_sha256)
+    return load_facenet(config.model.weights, config.model.cache_dir, config.expected_sha256, config.model.runtime)
 
 
 @pytest.fixture(scope="session")

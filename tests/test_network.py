@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from service.errors import ModelError
-from service.pipeline.network import convert_keras2_h5, load_facenet
+from service.pipeline.network import convert_keras2_h5
+from service.pipeline.runtime import load_facenet
 from service.pipeline.model_id import file_sha256
 
 
@@ -56,11 +57,11 @@ def test_missing_weights_say_how_to_fetch_them(tmp_path):
 
 def test_cache_is_written_once_and_encodes_identically(weights, tmp_path, facenet):
     batch = np.random.default_rng(3).normal(size=(3, 160, 160, 3)).astype(np.float32)
-    first = load_facenet(weights, tmp_path)  # converts and writes the cache
+    first = load_facenet(weights, tmp_path, runtime="tensorflow")  # converts and writes the cache
     (cached,) = tmp_path.glob("facenet-*.savedmodel")
     assert cached.name == f"facenet-{file_sha256(weights)[:16]}.savedmodel"
     stamp = (cached / "saved_model.pb").stat().st_mtime_ns
-    second = load_facenet(weights, tmp_path)  # reads it
+    second = load_facenet(weights, tmp_path, runtime="tensorflow")  # reads it
     assert (cached / "saved_model.pb").stat().st_mtime_ns == stamp
     assert first.model_id == second.model_id == facenet.model_id
     np.testing.assert_allclose(first.embed(batch), second.embed(batch), atol=1e-4)
@@ -68,9 +69,9 @@ def test_cache_is_written_once_and_encodes_identically(weights, tmp_path, facene
 
 
 def test_damaged_cache_is_rebuilt(weights, tmp_path):
-    load_facenet(weights, tmp_path)
+    load_facenet(weights, tmp_path, runtime="tensorflow")
     (cached,) = tmp_path.glob("facenet-*.savedmodel")
     (cached / "saved_model.pb").write_bytes(b"not a graph")
-    rebuilt = load_facenet(weights, tmp_path)
+    rebuilt = load_facenet(weights, tmp_path, runtime="tensorflow")
     assert rebuilt.embed(np.zeros((1, 160, 160, 3), np.float32)).shape == (1, 128)
     assert (cached / "saved_model.pb").stat().st_size > 1000

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from service.pipeline.network import INPUT_SIZE, FaceNet
+from service.pipeline.runtime import INPUT_SIZE, FaceNet
 from service.pipeline.model_id import encoding_model_id
 
 NORMALIZATIONS = ("standardize", "divide255")
@@ -27,7 +27,7 @@ def normalize_pixels(batch: np.ndarray, method: str) -> np.ndarray:
         raise ValueError(f"unknown normalization {method!r}; use one of {NORMALIZATIONS}")
     axes = tuple(range(1, batch.ndim))
     mean = batch.mean(axis=axes, keepdims=True)
-    floor = 1.0 / np.sqrt(np.prod(batch.shape[1:]))
+    floor = np.float32(1.0 / np.sqrt(np.prod(batch.shape[1:])))  # float32 scalar: keeps the batch float32
     std = np.maximum(batch.std(axis=axes, keepdims=True), floor)
     return (batch - mean) / std
 

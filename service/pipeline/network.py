@@ -3,31 +3,23 @@
 The published weights file was saved by Keras 2.1: its 21 ``Lambda`` scale-sum layers hold Python 3.6
 bytecode that Python 3.11 cannot run, so ``keras.models.load_model`` cannot read it. We rebuild the
 graph from the ``model_config`` JSON stored in the file, replacing each Lambda by :class:`ScaleSum`,
-then copy every weight across by layer name. The converted network is cached as a TensorFlow
-SavedModel, keyed by the source file's sha256.
+then copy every weight across by layer name. The converted network is exported as a TensorFlow
+SavedModel, which ``service.pipeline.runtime`` caches (keyed by the source file's sha256) and runs.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import h5py
 import keras
 import numpy as np
 
 from service.errors import ModelError
-from service.pipeline.model_id import MODEL_NAME, file_sha256, weights_model_id
-
-log = logging.getLogger(__name__)
-
-INPUT_SIZE = 160
-EMBEDDING_SIZE = 128
+from service.pipeline.model_id import MODEL_NAME
 
 
 @keras.saving.register_keras_serializable(package="facerec")
@@ -48,51 +40,12 @@ class ScaleSum(keras.layers.Layer):
         return {**super().get_config(), "scale": self.scale}
 
 
-@dataclass(frozen=True)
-class FaceNet:
-    """A loaded network and the id that every encoding it makes carries.
+def export_saved_model(weights: Path, target: Path) -> None:
+    """Convert the published h5 and export it as a TensorFlow SavedModel at ``target``.
 
-    ``embed`` maps a float32 batch (N, 160, 160, 3), already normalised, to raw (N, 128) outputs.
+    Written under a temporary name then renamed, so a crash never leaves a half-written cache.
     """
-
-    embed: Callable[[np.ndarray], np.ndarray]
-    model_id: str
-
-
-def load_facenet(weights: Path, cache_dir: Path | None = None, expected_sha256: str | None = None) -> FaceNet:
-    """Load FaceNet from the published h5, through the converted cache when it is there.
-
-    The cache is a TensorFlow SavedModel of the converted network: its graph is already traced, so a
-    start that finds it is ready to encode sooner than one that rebuilds the Keras graph (README,
-    "Performance", has both timings).
-    """
-    weights = Path(weights)
-    if not weights.is_file():
-        raise ModelError(f"FaceNet weights not found at {weights}; run `make models` to fetch them")
-    sha = file_sha256(weights)
-    if expected_sha256 and sha != expected_sha256:
-        raise ModelError(f"{weights} has sha256 {sha}, expected {expected_sha256}: refusing to use it")
-    cached = Path(cache_dir) / f"facenet-{sha[:16]}.savedmodel" if cache_dir else None
-    if cached is not None and (cached / "saved_model.pb").is_file():
-        try:
-            return FaceNet(_saved_model_runner(cached), weights_model_id(sha))
-        except Exception as exc:  # a damaged or foreign cache is rebuilt, not fatal
-            log.warning("converted model cache %s unreadable (%s); converting again", cached, exc)
     model = convert_keras2_h5(weights)
-    if cached is not None:
-        _export_atomically(model, cached)
-    return FaceNet(lambda batch: np.asarray(model.predict_on_batch(batch)), weights_model_id(sha))
-
-
-def _saved_model_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    import tensorflow as tf
-
-    loaded = tf.saved_model.load(str(path))  # the closure keeps it alive: it owns the variables
-    return lambda batch: loaded.serve(tf.constant(batch, tf.float32)).numpy()
-
-
-def _export_atomically(model: keras.Model, target: Path) -> None:
-    """Export under a temporary name then rename, so a crash never leaves a half-written cache."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     shutil.rmtree(partial, ignore_errors=True)

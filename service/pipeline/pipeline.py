@@ -17,7 +17,8 @@ from service.pipeline.decode import Source, load_for_detection, load_image
 from service.pipeline.detect import DetectedFace, FaceDetector, scale_face
 from service.pipeline.encoder import Encoder
 from service.pipeline.faces import AlignedFace, PhotoFaces
-from service.pipeline.network import INPUT_SIZE, load_facenet
+from service.pipeline.batching import BatchingEmbed
+from service.pipeline.runtime import INPUT_SIZE, load_facenet
 
 
 class Pipeline:
@@ -71,7 +72,9 @@ class Pipeline:
 
 def build_pipeline(config: Config) -> Pipeline:
     """Load the networks the configuration asks for (seconds: do it once per process)."""
-    facenet = load_facenet(config.model.weights, config.model.cache_dir, config.expected_sha256)
-    encoder = Encoder(facenet, config.model.normalization, config.model.batch_size,
-                      config.model.flip)
+    model = config.model
+    facenet = load_facenet(model.weights, model.cache_dir, config.expected_sha256, model.runtime, model.threads)
+    # Server threads encode at the same time: their faces share the network's runs (batching.py).
+    facenet = replace(facenet, embed=BatchingEmbed(facenet.embed, max_rows=model.batch_size))
+    encoder = Encoder(facenet, model.normalization, model.batch_size, model.flip)
     return Pipeline(encoder, FaceDetector() if config.detect else None, config)

@@ -1,0 +1,165 @@
+"""The network's runtimes: OpenVINO gives TensorFlow's encodings on real faces, its converted copy is
+cached and repaired, and concurrent callers share the network's runs."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from service.errors import ModelError
+from service.pipeline.batching import BatchingEmbed
+from service.pipeline.encoder import Encoder
+from service.pipeline.runtime import load_facenet
+
+
+@pytest.fixture(scope="module")
+def runtimes(config, facenet):
+    """Both runtimes over the same cached conversion (one of them is the session's ``facenet``)."""
+    other = "tensorflow" if facenet.runtime == "openvino" else "openvino"
+    loaded = {facenet.runtime: facenet,
+              other: load_facenet(config.model.weights, config.model.cache_dir, config.expected_sha256, other)}
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def celebrity_crops(pipeline, celebrity_dir):
+    """The face of each 5-celebrity photo that shows one (a second face may be anybody), with its person."""
+    crops, people = [], []
+    for photo in sorted(celebrity_dir.glob("*/*/*")):
+        faces = pipeline.locate(photo).faces
+        if len(faces) == 1:
+            crops.append(faces[0].crop)
+            people.append(photo.parent.name)
+    return crops, people
+
+
+def test_openvino_encodes_real_faces_as_tensorflow_does(runtimes, celebrity_crops, config):
+    crops, people = celebrity_crops
+    assert len(crops) > 100
+    encoded = {name: Encoder(net, config.model.normalization, config.model.batch_size, config.model.flip).encode(crops)
+               for name, net in runtimes.items()}
+    apart = np.linalg.norm(encoded["openvino"] - encoded["tensorflow"], axis=1)
+    assert apart.max() < 1e-4, f"largest L2 between the runtimes' encodings: {apart.max():.2e}"
+    assert runtimes["openvino"].model_id == runtimes["tensorflow"].model_id
+
+    # So the celebrity set's ranking is the same: its AUC over every pair of faces, per runtime.
+    same = np.equal.outer(people, people)[np.triu_indices(len(people), 1)]
+    aucs = {}
+    for name, vectors in encoded.items():
+        distances = np.linalg.norm(vectors[:, None] - vectors[None], axis=2)[np.triu_indices(len(people), 1)]
+        aucs[name] = roc_auc_score(same, -distances)
+    assert aucs["openvino"] == pytest.approx(aucs["tensorflow"], abs=1e-6) and aucs["openvino"] > 0.99
+
+
+def test_single_faces_and_batches_agree(runtimes):
+    """Batch 1 and batch 32 take different kernels; a face's encoding must not depend on its company."""
+    batch = np.random.default_rng(5).normal(size=(32, 160, 160, 3)).astype(np.float32)
+    net = runtimes["openvino"]
+    together = net.embed(batch)
+    alone = np.concatenate([net.embed(batch[i:i + 1]) for i in (0, 17, 31)])
+    np.testing.assert_allclose(alone, together[[0, 17, 31]], atol=1e-4)
+
+
+def test_openvino_copy_is_cached_and_a_damaged_one_converted_again(config, tmp_path):
+    import shutil
+
+    saved = next(config.model.cache_dir.glob("facenet-*.savedmodel"))
+    shutil.copytree(saved, tmp_path / saved.name)  # spares the Keras conversion; OpenVINO's is the subject
+    first = load_facenet(config.model.weights, tmp_path, config.expected_sha256, "openvino")
+    (folder,) = tmp_path.glob("facenet-*.openvino-*")
+    xml = folder / "facenet.xml"
+    stamp = xml.stat().st_mtime_ns
+    zero = np.zeros((1, 160, 160, 3), np.float32)
+    expected = first.embed(zero)
+    again = load_facenet(config.model.weights, tmp_path, config.expected_sha256, "openvino")
+    assert xml.stat().st_mtime_ns == stamp
+    xml.write_text("<net>not a network")
+    repaired = load_facenet(config.model.weights, tmp_path, config.expected_sha256, "openvino")
+    np.testing.assert_allclose(repaired.embed(zero), expected, atol=1e-5)
+    np.testing.assert_allclose(again.embed(zero), expected, atol=1e-5)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporaries left
+
+
+def test_unknown_runtime_is_refused(config):
+    with pytest.raises(ModelError, match="runtime"):
+        load_facenet(config.model.weights, config.model.cache_dir, runtime="onnx")
+
+
+# --- batching concurrent callers -------------------------------------------------------------------
+
+
+class SlowNetwork:
+    """Row sums, slowly: long enough for callers to pile up behind a run."""
+
+    def __init__(self, seconds: float = 0.05, fail_on: float | None = None):
+        self.seconds, self.fail_on, self.batches = seconds, fail_on, []
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.batches.append(len(batch))
+        time.sleep(self.seconds)
+        if self.fail_on is not None and (batch == self.fail_on).any():
+            raise RuntimeError("network failed")
+        return batch.sum(axis=1, keepdims=True)
+
+
+def _call_together(embed, batches):
+    results, errors = [None] * len(batches), [None] * len(batches)
+    start = threading.Barrier(len(batches))
+
+    def call(i):
+        start.wait()
+        try:
+            results[i] = embed(batches[i])
+        except Exception as exc:
+            errors[i] = exc
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads), "a caller hung"
+    return results, errors
+
+
+def test_concurrent_callers_share_runs_and_each_gets_its_own_rows():
+    network = SlowNetwork()
+    embed = BatchingEmbed(network, max_rows=8)
+    batches = [np.full((1 + i % 3, 4), float(i)) for i in range(16)]
+    results, errors = _call_together(embed, batches)
+    assert errors == [None] * 16
+    for i, (batch, result) in enumerate(zip(batches, results)):
+        np.testing.assert_array_equal(result, batch.sum(axis=1, keepdims=True)), i
+    assert len(network.batches) < 16 and max(network.batches) <= 8
+    assert sum(network.batches) == sum(len(b) for b in batches)
+
+
+def test_a_lone_caller_runs_at_once():
+    network = SlowNetwork(seconds=0.0)
+    embed = BatchingEmbed(network, max_rows=8)
+    started = time.perf_counter()
+    np.testing.assert_array_equal(embed(np.ones((2, 3))), [[3.0], [3.0]])
+    assert network.batches == [2]
+    assert time.perf_counter() - started < 1  # nothing waits for company that is not coming
+
+
+def test_a_batch_larger_than_the_limit_runs_alone():
+    network = SlowNetwork(seconds=0.0)
+    embed = BatchingEmbed(network, max_rows=4)
+    assert embed(np.ones((10, 2))).shape == (10, 1) and network.batches == [10]
+
+
+def test_a_failed_run_fails_its_callers_and_the_next_ones_run():
+    network = SlowNetwork(fail_on=3.0)
+    embed = BatchingEmbed(network, max_rows=64)
+    batches = [np.full((1, 2), float(i)) for i in range(8)]
+    results, errors = _call_together(embed, batches)
+    failed = {i for i, e in enumerate(errors) if e is not None}
+    assert 3 in failed and all(isinstance(errors[i], RuntimeError) for i in failed)
+    for i in set(range(8)) - failed:
+        np.testing.assert_array_equal(results[i], [[2.0 * i]])
+    np.testing.assert_array_equal(embed(np.full((1, 2), 1.0)), [[2.0]])  # not stuck busy
