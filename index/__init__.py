@@ -1,9 +1,11 @@
-"""The vector index: face encodings under integer ids, searched exactly by L2 distance (FAISS).
+"""The vector index: face encodings under integer ids, searched by L2 distance (FAISS): exactly (flat)
+or approximately with exact distances (hnsw).
 
 Knows vectors and ids only; nothing here imports from ``service``.
 """
 
 from index.faces import DEFAULT_DIM, DuplicateIdError, FaceIndex, IndexInputError
+from index.kinds import COMPACT_SHARE, KINDS, IndexSpec, IndexSpecError
 from index.saved import (
     FORMAT_VERSION,
     INDEX_FILE,
@@ -17,6 +19,7 @@ from index.saved import (
 )
 
 __all__ = [
+    "COMPACT_SHARE",
     "DEFAULT_DIM",
     "FORMAT_VERSION",
     "INDEX_FILE",
@@ -27,7 +30,10 @@ __all__ = [
     "IndexInputError",
     "IndexLoadError",
     "IndexMissing",
+    "IndexSpec",
+    "IndexSpecError",
     "IndexStale",
+    "KINDS",
     "Manifest",
     "read_manifest",
 ]

@@ -1,4 +1,4 @@
-"""Exact (flat L2) FAISS index of face encodings under int64 ids, with atomic, checksummed saves.
+"""A FAISS index of face encodings under int64 ids (flat or HNSW), with atomic, checksummed saves.
 
 This module knows vectors and integer ids only. What an id stands for, and where the encodings
 really live, is the caller's business. A saved index is a cache of the database, so every reason a
@@ -12,7 +12,7 @@ import json
 import operator
 import os
 import threading
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -20,9 +20,10 @@ from typing import Callable
 import faiss
 import numpy as np
 
+from index.kinds import IndexSpec, new_store, store_from_file
 from index.saved import (
-    FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, Manifest, check_current, checked_ids, fsync_directory, read_index, read_manifest,
-    temporary_path, write_durably, write_index,
+    FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, IndexCorrupt, Manifest, check_current, fsync_directory, manifest_spec,
+    read_index, read_manifest, temporary_path, write_durably, write_index,
 )
 
 DEFAULT_DIM = 128
@@ -45,30 +46,48 @@ class DuplicateIdError(IndexInputError):
 
 
 class FaceIndex:
-    """Encodings (float32, dim 128 by default) under int64 ids, searched exactly by L2 distance.
+    """Encodings (float32, dim 128 by default) under int64 ids, searched by L2 distance.
 
-    Ids are non-negative (-1 marks "no result" in search output) and unique. Vectors are stored as
-    given: normalising them is the encoder's job. All methods are safe to call from several threads;
-    they take turns on one lock, because FAISS must not be searched while it is being changed.
+    ``spec`` says which kind of index (``index.kinds``): flat by default, exact; hnsw, approximate
+    in which neighbours it finds. Either way the distances returned are exact. Ids are non-negative
+    (-1 marks "no result" in search output) and unique. Vectors are stored as given: normalising
+    them is the encoder's job. All methods are safe to call from several threads; they take turns on
+    one lock, because FAISS must not be searched while it is being changed.
     """
 
-    def __init__(self, dim: int = DEFAULT_DIM):
+    def __init__(self, dim: int = DEFAULT_DIM, spec: IndexSpec | None = None):
         dim = operator.index(dim)
         if dim < 1:
             raise IndexInputError(f"dim must be at least 1, not {dim}")
         self._dim = dim
-        self._index = faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
-        # FAISS keeps its id map out of Python's reach (and would silently accept duplicates), so a
-        # sorted copy of the ids answers membership: 8 bytes per id, lookups by binary search.
-        self._ids = np.empty(0, np.int64)
+        self._spec = spec or IndexSpec()
+        self._store = new_store(self._spec, dim)
         self._lock = threading.RLock()
 
     @property
     def dim(self) -> int:
         return self._dim
 
+    @property
+    def spec(self) -> IndexSpec:
+        return self._spec
+
+    def set_ef_search(self, ef_search: int) -> None:
+        """Keep this many candidates in later hnsw searches (a search-time setting: no rebuild)."""
+        with self._lock:
+            self._spec = replace(self._spec, ef_search=ef_search)  # validated by IndexSpec
+            self._store.tune(self._spec)
+
+    @property
+    def removed_share(self) -> float:
+        """The share of the index's nodes that are removed faces kept as waypoints (hnsw; 0 for
+        flat). Above ``index.kinds.COMPACT_SHARE``, rebuild it."""
+        with self._lock:
+            nodes = len(self._store) + self._store.removed
+            return self._store.removed / nodes if nodes else 0.0
+
     def __len__(self) -> int:
-        return int(self._index.ntotal)
+        return len(self._store)
 
     def __contains__(self, id: object) -> bool:
         try:
@@ -76,15 +95,15 @@ class FaceIndex:
         except TypeError:
             return False
         with self._lock:
-            return bool(self._present(np.array([key], np.int64))[0])
+            return bool(self._store.present(np.array([key], np.int64))[0])
 
     def __repr__(self) -> str:
-        return f"FaceIndex(dim={self._dim}, count={len(self)})"
+        return f"FaceIndex(dim={self._dim}, count={len(self)}, kind={self._spec.describe()})"
 
     def ids(self) -> np.ndarray:
         """Every id in the index (int64, ascending)."""
         with self._lock:
-            return self._ids.copy()
+            return self._store.ids.copy()
 
     def add(self, ids, vectors) -> None:
         """Add ``vectors`` (n, dim) under ``ids`` (n,); nothing is added if any id is taken."""
@@ -93,23 +112,19 @@ class FaceIndex:
         _check_pairs(ids, vectors)
         _check_unique(ids)
         with self._lock:
-            taken = ids[self._present(ids)]
+            taken = ids[self._store.present(ids)]
             if taken.size:
                 raise DuplicateIdError(f"{taken.size} id(s) already in the index, e.g. {_sample(taken)}")
-            self._index.add_with_ids(vectors, ids)
-            new = np.sort(ids)
-            self._ids = np.insert(self._ids, np.searchsorted(self._ids, new), new)
+            if ids.size:
+                self._store.add(ids, vectors)
 
     def remove(self, ids) -> int:
         """Remove these ids; returns how many were present. Unknown ids are ignored."""
         ids = np.unique(_as_ids(ids, allow_negative=True))
         with self._lock:
-            found = ids[self._present(ids)]
+            found = ids[self._store.present(ids)]
             if found.size:
-                removed = self._index.remove_ids(found)
-                if removed != found.size:  # the id copy and FAISS disagree: a bug, not bad input
-                    raise RuntimeError(f"FAISS removed {removed} of {found.size} ids it should hold")
-                self._ids = np.delete(self._ids, np.searchsorted(self._ids, found))
+                self._store.remove(found)
             return int(found.size)
 
     def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -117,7 +132,7 @@ class FaceIndex:
 
         ``queries`` is (m, dim) or one (dim,) vector (answered as m = 1). Returns distances (m, k)
         float32, true L2 (not squared), and ids (m, k) int64. Places beyond the number of stored
-        vectors hold distance +inf and id -1.
+        vectors (or, for an approximate kind, of the neighbours it found) hold distance +inf and id -1.
         """
         k = operator.index(k)
         if k < 1:
@@ -128,7 +143,7 @@ class FaceIndex:
         with self._lock:
             found = min(k, len(self))
             if found and len(queries):
-                _, nearest = self._index.search(queries, found)
+                nearest = self._store.candidates(queries, found)
                 distances[:, :found], labels[:, :found] = self._exact(queries, nearest)
         return distances, labels
 
@@ -148,12 +163,12 @@ class FaceIndex:
             index_tmp = temporary_path(directory, INDEX_FILE, temporary)
             with self._lock:  # a consistent snapshot; searches wait only for the write, not the fsync
                 count = len(self)
-                digest = write_index(self._index, index_tmp)
+                digest = write_index(self._store.raw, index_tmp)
             manifest = Manifest(
                 format_version=FORMAT_VERSION, model_id=model_id, dim=self._dim, count=count,
                 generation=generation, sha256=digest, epoch=str(epoch),
                 created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                faiss_version=faiss.__version__)
+                faiss_version=faiss.__version__, kind=self._spec.kind, params=self._spec.build_params)
             manifest_tmp = temporary_path(directory, MANIFEST_FILE, temporary)
             write_durably(manifest_tmp, (json.dumps(asdict(manifest), indent=2) + "\n").encode())
             os.replace(index_tmp, directory / INDEX_FILE)
@@ -165,24 +180,27 @@ class FaceIndex:
 
     @classmethod
     def load(cls, directory: Path, *, model_id: str, generation: int | None = None,
-             epoch: str | None = None) -> FaceIndex:
+             epoch: str | None = None, spec: IndexSpec | None = None) -> FaceIndex:
         """The index saved in ``directory``, checked against its manifest and the caller's model.
 
+        With ``spec``, an index of another kind or build parameters is stale (its search-time
+        settings, such as ef_search, are simply applied); without it, the saved kind is taken as is.
         Raises :class:`IndexMissing`, :class:`IndexCorrupt` or :class:`IndexStale` (all
         :class:`IndexLoadError`), whose messages say what is wrong.
         """
         directory = Path(directory)
         manifest = read_manifest(directory)
-        check_current(directory, manifest, model_id, generation, epoch)
+        check_current(directory, manifest, model_id, generation, epoch, spec)
+        saved_spec = manifest_spec(directory, manifest, spec)
         raw = read_index(directory, manifest)
-        index = cls(manifest.dim)
-        index._index = raw
-        index._ids = checked_ids(directory, raw)
+        index = cls(manifest.dim, saved_spec)
+        index._store = store_from_file(saved_spec, raw, manifest.count,
+                                       lambda problem: IndexCorrupt(directory, f"{INDEX_FILE} {problem}"))
         return index
 
     @classmethod
     def build(cls, ids, vectors, dim: int = DEFAULT_DIM, chunk: int = 100_000,
-              progress: Callable[[int], object] | None = None) -> FaceIndex:
+              progress: Callable[[int], object] | None = None, spec: IndexSpec | None = None) -> FaceIndex:
         """A new index holding ``vectors`` under ``ids``, added ``chunk`` rows at a time.
 
         ``progress(n)`` is called after each chunk with the number of vectors that chunk added (so
@@ -198,38 +216,32 @@ class FaceIndex:
         if len(vectors) != len(ids):
             raise IndexInputError(f"{len(ids)} ids for {len(vectors)} vectors")
         _check_unique(ids)
-        index = cls(dim)
+        index = cls(dim, spec)
         for start in range(0, len(ids), chunk):
             stop = min(start + chunk, len(ids))
-            index._index.add_with_ids(_as_vectors(vectors[start:stop], dim), ids[start:stop])
+            index._store.append(ids[start:stop], _as_vectors(vectors[start:stop], dim))
             if progress is not None:
                 progress(stop - start)
-        index._ids = np.sort(ids)
+        index._store.settle(ids)
         return index
 
     # --- helpers on the held state (call with the lock held) ---
-
-    def _present(self, ids: np.ndarray) -> np.ndarray:
-        """Boolean mask: which of ``ids`` are in the index."""
-        if not self._ids.size:
-            return np.zeros(ids.shape, bool)
-        where = np.minimum(np.searchsorted(self._ids, ids), self._ids.size - 1)
-        return self._ids[where] == ids
 
     def _exact(self, queries: np.ndarray, nearest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """True L2 distances to the ids FAISS found, re-sorted by them.
 
         FAISS's squared distances come from ||x||^2 + ||y||^2 - 2<x, y> on its BLAS path (large
         query batches), which loses about 1e-3 near zero after the square root. Recomputing the k
-        distances directly costs k vector reads per query and gives float32-exact answers.
+        distances directly costs k vector reads per query and gives float32-exact answers, the same
+        for every kind of index: a face found by HNSW is as far as flat says.
         """
         distances = np.empty(nearest.shape, np.float32)
         labels = nearest.copy()
-        valid = labels >= 0  # FAISS fills every place when k <= count; guard anyway
+        valid = labels >= 0  # an approximate search may find fewer than k; flat fills every place
         for start in range(0, len(queries), _REFINE_QUERIES):
             rows = slice(start, start + _REFINE_QUERIES)
-            keys = np.where(valid[rows], labels[rows], self._ids[0])
-            stored = self._index.reconstruct_batch(keys.ravel()).reshape(*keys.shape, self._dim)
+            keys = np.where(valid[rows], labels[rows], self._store.ids[0])
+            stored = self._store.vectors(keys.ravel()).reshape(*keys.shape, self._dim)
             exact = np.linalg.norm(stored - queries[rows, None, :], axis=-1)
             distances[rows] = np.where(valid[rows], exact, np.inf)
         order = np.argsort(distances, axis=1, kind="stable")

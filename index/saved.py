@@ -13,12 +13,13 @@ import re
 import socket
 import tempfile
 import time
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, BinaryIO, get_type_hints
 
 import faiss
-import numpy as np
+
+from index.kinds import KINDS, IndexSpec, IndexSpecError, spec_of
 
 FORMAT_VERSION = 1
 INDEX_FILE = "faces.faiss"
@@ -70,6 +71,10 @@ class Manifest:
     # The caller's label of what the ids refer to (facerec: the roster's epoch). Optional: older
     # manifests lack it and read as "".
     epoch: str = ""
+    # The kind of index and the parameters it was built with (index.kinds); older manifests are flat.
+    # ``count`` is the live faces: an hnsw file also holds removed faces' nodes.
+    kind: str = "flat"
+    params: dict = field(default_factory=dict)
 
 
 def _manifest_types() -> dict[str, type]:
@@ -97,7 +102,7 @@ def _manifest_from_json(directory: Path, data: Any) -> Manifest:
     if not isinstance(data, dict):
         raise IndexCorrupt(directory, f"{MANIFEST_FILE} is not a JSON object")
     values = {}
-    optional = {f.name for f in fields(Manifest) if f.default is not MISSING}
+    optional = {f.name for f in fields(Manifest) if f.default is not MISSING or f.default_factory is not MISSING}
     for name, kind in _manifest_types().items():
         if name in optional and name not in data:
             continue
@@ -208,8 +213,9 @@ def fsync_directory(directory: Path) -> None:
 
 
 def check_current(directory: Path, manifest: Manifest, model_id: str, generation: int | None,
-                  epoch: str | None = None) -> None:
-    """IndexStale unless the manifest is this format, this model and (if given) this generation and epoch."""
+                  epoch: str | None = None, spec: IndexSpec | None = None) -> None:
+    """IndexStale unless the manifest is this format, this model and (if given) this generation, epoch
+    and kind of index with these build parameters."""
     if manifest.format_version != FORMAT_VERSION:
         raise IndexStale(directory, f"file format version {manifest.format_version}, "
                                     f"this code reads version {FORMAT_VERSION}")
@@ -220,10 +226,26 @@ def check_current(directory: Path, manifest: Manifest, model_id: str, generation
                                     f"the database is at generation {generation}")
     if epoch is not None and manifest.epoch != epoch:
         raise IndexStale(directory, f"built for epoch {manifest.epoch or 'none'!r}, the ids now belong to epoch {epoch!r}")
+    if spec is not None and (manifest.kind, manifest.params) != (spec.kind, spec.build_params):
+        saved = ", ".join(f"{k}={v}" for k, v in manifest.params.items())
+        raise IndexStale(directory, f"built as {manifest.kind}{f' ({saved})' if saved else ''}, "
+                                    f"the configuration asks for {spec.describe()}")
 
 
-def read_index(directory: Path, manifest: Manifest) -> faiss.IndexIDMap2:
-    """The FAISS index file, checked against the manifest's checksum, dim and count."""
+def manifest_spec(directory: Path, manifest: Manifest, search: IndexSpec | None = None) -> IndexSpec:
+    """The spec the manifest records (search-time settings from ``search``); IndexCorrupt if it names
+    no kind or parameters this version can build."""
+    if manifest.kind not in KINDS:
+        raise IndexCorrupt(directory, f"{MANIFEST_FILE} names an unknown index kind {manifest.kind!r}")
+    try:
+        return spec_of(manifest.kind, manifest.params, search)
+    except (TypeError, ValueError, IndexSpecError) as exc:
+        raise IndexCorrupt(directory, f"{MANIFEST_FILE} has unusable {manifest.kind} parameters ({exc})") from exc
+
+
+def read_index(directory: Path, manifest: Manifest) -> faiss.Index:
+    """The FAISS index file, checked against the manifest's checksum and dim (its kind's structure and
+    count are checked by ``index.kinds``)."""
     path = directory / INDEX_FILE
     try:
         file = open(path, "rb")
@@ -244,7 +266,8 @@ def read_index(directory: Path, manifest: Manifest) -> faiss.IndexIDMap2:
             raw = faiss.read_index(faiss.PyCallbackIOReader(file.read))
         except RuntimeError as exc:
             raise IndexCorrupt(directory, f"FAISS cannot read {INDEX_FILE} ({_first_line(exc)})") from exc
-    _check_structure(directory, manifest, raw)
+    if raw.d != manifest.dim:
+        raise IndexCorrupt(directory, f"{INDEX_FILE} has dim {raw.d}, the manifest says {manifest.dim}")
     return raw
 
 
@@ -253,29 +276,6 @@ def _sha256_of(file: BinaryIO) -> str:
     while block := file.read(_HASH_BLOCK):
         digest.update(block)
     return digest.hexdigest()
-
-
-def _check_structure(directory: Path, manifest: Manifest, raw: faiss.Index) -> None:
-    """An IndexIDMap2 over a flat L2 index whose dim and count are the manifest's."""
-    if not isinstance(raw, faiss.IndexIDMap2):
-        raise IndexCorrupt(directory, f"{INDEX_FILE} holds a {type(raw).__name__}, not an IndexIDMap2")
-    inner = faiss.downcast_index(raw.index)
-    if not isinstance(inner, faiss.IndexFlat) or inner.metric_type != faiss.METRIC_L2:
-        raise IndexCorrupt(directory, f"{INDEX_FILE} wraps a {type(inner).__name__}, not a flat L2 index")
-    if raw.d != manifest.dim:
-        raise IndexCorrupt(directory, f"{INDEX_FILE} has dim {raw.d}, the manifest says {manifest.dim}")
-    if raw.ntotal != manifest.count:
-        raise IndexCorrupt(directory, f"{INDEX_FILE} holds {raw.ntotal} vectors, the manifest says {manifest.count}")
-
-
-def checked_ids(directory: Path, raw: faiss.IndexIDMap2) -> np.ndarray:
-    """The sorted ids of a loaded index, which must be unique and non-negative as when saved."""
-    ids = np.sort(faiss.vector_to_array(raw.id_map).astype(np.int64, copy=False))
-    if ids.size != raw.ntotal:
-        raise IndexCorrupt(directory, f"{INDEX_FILE} has {ids.size} ids for {raw.ntotal} vectors")
-    if ids.size and (ids[0] < 0 or (ids[1:] == ids[:-1]).any()):
-        raise IndexCorrupt(directory, f"{INDEX_FILE} holds negative or repeated ids")
-    return ids
 
 
 def _first_line(exc: Exception) -> str:

@@ -73,6 +73,23 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class HnswConfig:
+    # index.kinds.IndexSpec's parameters, under the names config.yaml gives them.
+    m: int = 48
+    ef_construction: int = 80
+    ef_search: int = 512
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    kind: str = "flat"  # "flat" (exact) or "hnsw" (approximate, exact distances)
+    hnsw: HnswConfig = HnswConfig()
+
+
+INDEX_KINDS = ("flat", "hnsw")  # index.kinds.KINDS, spelt out: importing it would load FAISS
+
+
+@dataclass(frozen=True)
 class Config:
     home: Path
     threshold: float
@@ -86,6 +103,7 @@ class Config:
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
     audit: AuditConfig = AuditConfig()
+    index: IndexConfig = IndexConfig()
 
     @property
     def database(self) -> str:
@@ -177,6 +195,7 @@ def _build(raw: dict, base: Path, source: Path, env_keys: list[str] | None = Non
             server=_server(raw.pop("server", None) or {}),
             auth=_auth(raw.pop("auth", None) or {}, home, base, env_keys or []),
             audit=_audit(raw.pop("audit", None) or {}),
+            index=_index(index),
         )
     except KeyError as exc:
         raise ConfigError(f"{source}: missing setting {exc}") from None
@@ -227,6 +246,36 @@ def _audit(raw: dict) -> AuditConfig:
     if audit.retention_days < 1:
         raise ValueError("audit.retention_days must be at least 1")
     return audit
+
+
+def _index(raw: dict) -> IndexConfig:
+    """index.kind and index.hnsw.*; pops what it reads from ``raw`` (the caller reports leftovers)."""
+    kind = raw.pop("kind", IndexConfig.kind)
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"index.kind must be one of {', '.join(INDEX_KINDS)}, not {kind!r}")
+    hnsw = raw.pop("hnsw", None) or {}
+    if not isinstance(hnsw, dict):
+        raise ValueError(f"index.hnsw must be a section of settings, not {hnsw!r}")
+    hnsw = dict(hnsw)
+    defaults = HnswConfig()
+    # Bounds: m links per face cost 8*m bytes each, and past a few hundred buy nothing; ef_search
+    # below index.k is raised to it at every search, so any positive value is allowed.
+    config = IndexConfig(kind=kind, hnsw=HnswConfig(
+        m=_whole(hnsw.pop("m", defaults.m), "index.hnsw.m", 2, 256),
+        ef_construction=_whole(hnsw.pop("ef_construction", defaults.ef_construction), "index.hnsw.ef_construction",
+                               1, 4096),
+        ef_search=_whole(hnsw.pop("ef_search", defaults.ef_search), "index.hnsw.ef_search", 1, 65536),
+    ))
+    if hnsw:
+        raise ValueError(f"unknown settings {[f'index.hnsw.{k}' for k in hnsw]}")
+    return config
+
+
+def _whole(value: Any, name: str, low: int, high: int) -> int:
+    """A whole number in [low, high]: no bool, fraction or text (32.5 must not quietly become 32)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, not {value!r}")
+    return value
 
 
 def _server(raw: dict) -> ServerConfig:

@@ -53,3 +53,40 @@ def test_bad_settings_are_refused_with_a_clear_message(config_file, change, mess
 def test_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.yaml", env={})
+
+
+def test_index_kind_defaults_to_flat_and_the_environment_can_switch_it(config_file):
+    config = load_config(config_file, env={})
+    assert config.index.kind == "flat"
+    assert (config.index.hnsw.m, config.index.hnsw.ef_construction, config.index.hnsw.ef_search) == (48, 80, 512)
+    config = load_config(config_file, env={"FACEREC_INDEX__KIND": "hnsw", "FACEREC_INDEX__HNSW__EF_SEARCH": "1000"})
+    assert config.index.kind == "hnsw" and config.index.hnsw.ef_search == 1000 and config.index.hnsw.m == 48
+
+
+def test_index_section_may_name_only_k(config_file):
+    raw = yaml.safe_load(config_file.read_text())
+    raw["index"] = {"k": 20}  # a config from before kinds existed
+    config_file.write_text(yaml.safe_dump(raw))
+    config = load_config(config_file, env={})
+    assert config.index_k == 20 and config.index.kind == "flat" and config.index.hnsw.m == 48
+
+
+@pytest.mark.parametrize("index, message", [
+    ({"kind": "ivf"}, r"index.kind must be one of flat, hnsw, not 'ivf'"),
+    ({"kind": "HNSW"}, r"index.kind must be one of flat, hnsw, not 'HNSW'"),
+    ({"hnsw": {"m": 1}}, r"index.hnsw.m must be a whole number from 2 to 256, not 1"),
+    ({"hnsw": {"m": 32.5}}, r"index.hnsw.m must be a whole number from 2 to 256, not 32.5"),
+    ({"hnsw": {"ef_search": "many"}}, r"index.hnsw.ef_search must be a whole number .* not 'many'"),
+    ({"hnsw": {"ef_construction": 0}}, r"index.hnsw.ef_construction must be a whole number from 1"),
+    ({"hnsw": {"ef_search": True}}, r"index.hnsw.ef_search must be a whole number"),
+    ({"hnsw": {"efsearch": 100}}, r"unknown settings \['index.hnsw.efsearch'\]"),
+    ({"hnsw": [48]}, r"index.hnsw must be a section of settings"),
+    ({"nprobe": 8}, r"unknown settings \['index.nprobe'\]"),
+], ids=["unknown-kind", "kind-case", "m-small", "m-fraction", "ef-text", "efc-zero", "ef-bool", "hnsw-typo",
+        "hnsw-list", "index-typo"])
+def test_bad_index_settings_are_refused_naming_the_setting(config_file, index, message):
+    raw = yaml.safe_load(config_file.read_text())
+    raw["index"] = {**raw["index"], **index}
+    config_file.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=message):
+        load_config(config_file, env={})

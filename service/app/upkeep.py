@@ -26,7 +26,8 @@ class UpkeepService:
         self.core = core
 
     def reindex(self, reembed: bool = False, batch_size: int = 64, progress: Progress = no_progress) -> ReindexReport:
-        """Rebuild the search index from the database.
+        """Rebuild this host's search index from the database, of the kind the configuration names
+        (``index.kind``): this is how a host switches kinds.
 
         ``reembed`` first re-encodes, from its kept crop, every face made by another model. Each batch
         commits on its own, so an interrupted run keeps what it did and the next one does the rest.
@@ -40,10 +41,10 @@ class UpkeepService:
                 with progress("re-encode", stale) as step:
                     reembedded, missing = self._reembed(max(1, batch_size), step)
         build_started = time.monotonic()
-        with progress("reindex", None) as step:
-            vectors, generation = roster.rebuild_index(progress=step)
+        with progress("reindex", None) as read, progress(f"build {roster.index.kind}", None) as build:
+            vectors, generation = roster.rebuild_index(progress=read, build_progress=build)
         return ReindexReport(vectors, generation, time.monotonic() - started, time.monotonic() - build_started,
-                             reembedded, tuple(missing))
+                             reembedded, tuple(missing), roster.index.kind)
 
     def _reembed(self, batch_size: int, step: Callable[[int], object]) -> tuple[int, list[int]]:
         roster, encoder = self.core.roster, self.core.pipeline.encoder

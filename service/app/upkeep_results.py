@@ -14,6 +14,7 @@ class ReindexReport:
     build_seconds: float
     reembedded: int = 0
     missing_crops: tuple[int, ...] = ()
+    kind: str = "flat"
 
     @property
     def vectors_per_second(self) -> int | None:
@@ -22,7 +23,7 @@ class ReindexReport:
     def to_json(self) -> dict:
         return {"vectors": self.vectors, "generation": self.generation, "seconds": round(self.seconds, 2),
                 "vectors_per_second": self.vectors_per_second, "reembedded": self.reembedded,
-                "missing_crops": list(self.missing_crops)}
+                "missing_crops": list(self.missing_crops), "kind": self.kind}
 
 
 @dataclass(frozen=True)

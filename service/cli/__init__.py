@@ -62,4 +62,6 @@ def _config(args):
     overrides = {"detect": False} if getattr(args, "no_detect", False) else {}
     if args.home:
         overrides["home"] = str(args.home.resolve())
+    if getattr(args, "index_kind", None):  # `reindex --index-kind`
+        overrides["index__kind"] = args.index_kind
     return load_config(args.config, **overrides)

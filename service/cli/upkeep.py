@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from service.cli.parser import Commands, positive_int
+from service.config import INDEX_KINDS
 
 
 def register(commands: Commands) -> None:
@@ -15,6 +16,9 @@ def register(commands: Commands) -> None:
     cmd.add_argument("--reembed", action="store_true",
                      help="first re-encode, from its kept crop, every face made by another model")
     cmd.add_argument("--batch-size", type=positive_int, default=64, help="faces re-encoded and committed together")
+    cmd.add_argument("--index-kind", choices=INDEX_KINDS,
+                     help="build this kind instead of the configured index.kind (the same as "
+                          "FACEREC_INDEX__KIND for this run: processes configured otherwise rebuild theirs)")
 
     cmd = commands.add("backup", backup, "copy the whole roster (people, faces, crops, audit) to a new file while "
                        "the service runs, from SQLite or PostgreSQL",
@@ -43,11 +47,17 @@ def register(commands: Commands) -> None:
 
 def reindex(args, core, out) -> int:
     report = core.upkeep.reindex(args.reembed, args.batch_size, progress=_progress_bar)
-    text = (f"reindexed {report.vectors} vectors in {report.build_seconds:.2f} s "
+    text = (f"reindexed {report.vectors} vectors into a {report.kind} index in {report.build_seconds:.2f} s "
             f"({report.vectors_per_second or '-'} vectors/s), generation {report.generation}")
     if args.reembed:
         text += f"; re-encoded {report.reembedded} face(s), {len(report.missing_crops)} without a kept crop"
     out.document(report.to_json(), text)
+    if args.index_kind:
+        # The saved index is this host's cache: whoever opens it next builds the kind its own
+        # configuration names. Say so, lest a one-off flag be taken for a lasting switch.
+        out.note(f"built {args.index_kind} for this run; a process whose configuration names another index.kind "
+                 f"rebuilds the index to that kind when it opens it: set index.kind: {args.index_kind} "
+                 f"(or FACEREC_INDEX__KIND={args.index_kind}) for the server and commands of this host")
     return 0
 
 

@@ -4,7 +4,9 @@ The database commits first and bumps the roster generation in the same transacti
 follows. A saved index records the generation it reflects. Loading one whose generation is behind
 (a process died between commit and save, or a command changed the roster without loading the index)
 catches up by difference: the faces it lacks are read and added, the ones gone are removed. A
-missing, corrupt or other-model index is rebuilt from the database.
+missing, corrupt or other-model index is rebuilt from the database, and so is one of another kind
+than this process is configured for (``index.kind``): the saved index is this host's cache, built to
+this host's configuration.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 from sqlalchemy import Connection, Engine, func, select
 
+from service.config import IndexConfig
 from service.roster.codec import encodings_from_bytes
 from service.roster.database import FaceRow, current_state
 
@@ -36,13 +39,15 @@ class RosterIndex:
     instead of racing each other to save the same file).
     """
 
-    def __init__(self, engine: Engine, model_id: str, directory: Path, persist: bool = True):
+    def __init__(self, engine: Engine, model_id: str, directory: Path, persist: bool = True,
+                 settings: IndexConfig = IndexConfig()):
         # SQLAlchemy Core throughout: rows as tuples, streamed. Through ORM sessions, reading 1M
         # encodings took 6.0 s on SQLite and 8.6 s on PostgreSQL; this way 2.3 s and 5.3 s.
         self.engine = engine
         self.model_id = model_id
         self.directory = Path(directory)
         self.persist = persist
+        self.settings = settings
         self._index = None
         self.generation = -1
         self.epoch = ""  # the roster epoch the index's ids belong to (a restore starts a new one)
@@ -54,6 +59,18 @@ class RosterIndex:
     @property
     def loaded(self) -> bool:
         return self._index is not None
+
+    @property
+    def kind(self) -> str:
+        return self.settings.kind
+
+    def spec(self):
+        """The configured kind as ``index.IndexSpec`` (FAISS is imported only once an index is needed)."""
+        from index import IndexSpec
+
+        hnsw = self.settings.hnsw
+        return IndexSpec(kind=self.settings.kind, m=hnsw.m, ef_construction=hnsw.ef_construction,
+                         ef_search=hnsw.ef_search)
 
     @property
     def face_index(self):
@@ -90,7 +107,7 @@ class RosterIndex:
             remove_leftovers(self.directory)
 
     def _load(self) -> None:
-        from index import FaceIndex, IndexLoadError, IndexMissing, read_manifest
+        from index import COMPACT_SHARE, FaceIndex, IndexLoadError, IndexMissing, read_manifest
 
         if self.persist:
             self._clear_the_way()
@@ -100,7 +117,7 @@ class RosterIndex:
             saved = read_manifest(self.directory)
             _, epoch = self.database_state()
             self._index = FaceIndex.load(self.directory, model_id=self.model_id, generation=saved.generation,
-                                         epoch=epoch)
+                                         epoch=epoch, spec=self.spec())
             self.generation = self._saved_generation = saved.generation
             self.epoch = epoch
         except IndexMissing as exc:  # a new data home, or the index was deleted on purpose
@@ -112,9 +129,17 @@ class RosterIndex:
             self.rebuild()
             return
         self.sync()
+        # Removed faces stay in an HNSW graph as waypoints (index.kinds.HnswStore). A process that
+        # saves (a command, or the server before it forks its workers) rebuilds once they pass the
+        # share; a worker keeps serving as it is rather than stall its searches for a build.
+        if self.persist and self._index.removed_share > COMPACT_SHARE:
+            log.info("%.0f%% of the index's nodes are removed faces: rebuilding it", 100 * self._index.removed_share)
+            self.rebuild()
 
-    def rebuild(self, progress: Progress | None = None, chunk: int = 50_000) -> int:
-        """A new index of every face of this model; returns the generation it reflects.
+    def rebuild(self, progress: Progress | None = None, chunk: int = 50_000,
+                build_progress: Progress | None = None) -> int:
+        """A new index of every face of this model, of the configured kind; returns the generation it
+        reflects. ``progress`` counts the faces read, ``build_progress`` those added to the index.
 
         The generation is read before the faces: a write landing in between leaves the index's
         generation older than the database's, so the next check catches up rather than trusting it.
@@ -126,7 +151,7 @@ class RosterIndex:
                 generation, epoch = current_state(connection)
                 total = connection.scalar(select(func.count(FaceRow.id)).where(FaceRow.model_id == self.model_id)) or 0
                 ids, vectors = self._read_all(connection, total, chunk, progress)
-            self._index = FaceIndex.build(ids, vectors)
+            self._index = FaceIndex.build(ids, vectors, progress=build_progress, spec=self.spec())
             self.generation, self.epoch = generation, epoch
             self._saved_generation = -1  # a rebuild is always written, even at an unchanged generation
             self.save()

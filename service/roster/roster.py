@@ -84,7 +84,7 @@ class Roster:
         """This process's search index (loaded, or rebuilt, on its first search)."""
         if self._index is None:
             self._index = RosterIndex(self.engine, self.model_id, self.config.index_dir,
-                                      persist=self._persist_index)
+                                      persist=self._persist_index, settings=self.config.index)
         return self._index
 
     def close(self) -> None:
@@ -316,9 +316,9 @@ class Roster:
         if self._index is not None:
             self._index.follow(generation, add=add, remove=remove)
 
-    def rebuild_index(self, progress: Progress | None = None) -> tuple[int, int]:
-        """Rebuild the index from the database; (vectors, generation)."""
-        generation = self.index.rebuild(progress)
+    def rebuild_index(self, progress: Progress | None = None, build_progress: Progress | None = None) -> tuple[int, int]:
+        """Rebuild the index (of the configured kind) from the database; (vectors, generation)."""
+        generation = self.index.rebuild(progress, build_progress=build_progress)
         return len(self.index), generation
 
     def state(self) -> tuple[int, int]:
