@@ -9,6 +9,7 @@ all pyramid levels packed into one canvas (``mosaic.py``), instead of once per l
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import threading
 from pathlib import Path
@@ -64,11 +65,11 @@ def load_networks(threads: int = 0) -> Networks:
     options = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
     if threads:
         options["INFERENCE_NUM_THREADS"] = threads
-    pnet, rnet, onet = (_per_thread(core.compile_model(make(load_weights(name)), "CPU", options))
+    pnet, rnet, onet = (_Requests(core.compile_model(make(load_weights(name)), "CPU", options))
                         for name, make in (("pnet", _pnet), ("rnet", _rnet), ("onet", _onet)))
-    return Networks(pnet=lambda levels: _run_pnet(pnet(), levels),
-                    rnet=lambda patches: _run_batches(rnet(), patches, RNET_BATCH),
-                    onet=lambda patches: _run_batches(onet(), patches, ONET_BATCH))
+    return Networks(pnet=lambda levels: _run_pnet(pnet, levels),
+                    rnet=lambda patches: _run_batches(rnet, patches, RNET_BATCH),
+                    onet=lambda patches: _run_batches(onet, patches, ONET_BATCH))
 
 
 # OpenVINO prepares its kernels for each new input shape: measured on 2 cores, a first call at a new
@@ -81,21 +82,31 @@ def load_networks(threads: int = 0) -> Networks:
 RNET_BATCH, ONET_BATCH = 16, 4
 
 
-def _per_thread(compiled):
-    """One infer request per calling thread: the server detects in several, and a request serves
-    one caller at a time."""
-    local = threading.local()
+class _Requests:
+    """Infer requests of one compiled network, lent to one caller at a time (the server detects in
+    several threads). A request keeps the buffers of the largest input it ran (measured: each
+    detection of 800-pixel photos running at once held about 45 MB more), so one is made only when
+    all are lent out, and reused after."""
 
-    def get():
-        made = getattr(local, "request", None)
-        if made is None:
-            made = local.request = compiled.create_infer_request()
-        return made
+    def __init__(self, compiled):
+        self._compiled = compiled
+        self._idle: list = []
+        self._lock = threading.Lock()
 
-    return get
+    @contextlib.contextmanager
+    def lent(self):
+        with self._lock:
+            request = self._idle.pop() if self._idle else None
+        if request is None:
+            request = self._compiled.create_infer_request()
+        try:
+            yield request
+        finally:
+            with self._lock:
+                self._idle.append(request)
 
 
-def _run_pnet(request, levels: list[np.ndarray]) -> list[np.ndarray]:
+def _run_pnet(requests: _Requests, levels: list[np.ndarray]) -> list[np.ndarray]:
     if not levels:
         return []
     layout = pack([level.shape[:2] for level in levels])
@@ -112,21 +123,23 @@ def _run_pnet(request, levels: list[np.ndarray]) -> list[np.ndarray]:
             edge[0, 0, top:top + h - 1, left + w - 2] = -1e30
         if h % 2:
             edge[0, 0, top + h - 2, left:left + w - 1] = -1e30
-    out = request.infer({0: canvas, 1: edge})[0][0]
-    # Each level's own windows; copied, as the output buffer is the request's and reused.
-    return [np.array(out[top // 2:top // 2 + (level.shape[0] - 1) // 2 - 4,
-                         left // 2:left // 2 + (level.shape[1] - 1) // 2 - 4], copy=True)
-            for (top, left), level in zip(layout.places, levels)]
+    with requests.lent() as request:
+        out = request.infer({0: canvas, 1: edge})[0][0]
+        # Each level's own windows; copied, as the output buffer is the request's and reused.
+        return [np.array(out[top // 2:top // 2 + (level.shape[0] - 1) // 2 - 4,
+                             left // 2:left // 2 + (level.shape[1] - 1) // 2 - 4], copy=True)
+                for (top, left), level in zip(layout.places, levels)]
 
 
-def _run_batches(request, patches: np.ndarray, batch: int) -> np.ndarray:
+def _run_batches(requests: _Requests, patches: np.ndarray, batch: int) -> np.ndarray:
     outs = []
-    for start in range(0, len(patches), batch):
-        chunk = patches[start:start + batch]
-        if len(chunk) < batch:
-            chunk = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), np.float32)])
-        # Copied: the output buffer is the request's own and its next batch overwrites it.
-        outs.append(np.array(request.infer({0: chunk})[0][: len(patches) - start], copy=True))
+    with requests.lent() as request:
+        for start in range(0, len(patches), batch):
+            chunk = patches[start:start + batch]
+            if len(chunk) < batch:
+                chunk = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), np.float32)])
+            # Copied: the output buffer is the request's own and its next batch overwrites it.
+            outs.append(np.array(request.infer({0: chunk})[0][: len(patches) - start], copy=True))
     return np.concatenate(outs)
 
 
