@@ -5,11 +5,11 @@
 
 Photo sets, each searched as the service searches it (``detection.*`` of config.yaml: the copy whose
 longer side is at most ``max_side``, ``min_face``, ``min_confidence``):
-- celebrity: the 137 5-celebrity photos (train and val), 115 to 380 pixels a side;
+- celebrity: the 118 5-celebrity photos (train and val), 115 to 380 pixels a side;
 - happy house: the 18 Happy House photos, 96x96;
 - 800 px: the 25 celebrity val photos enlarged so their longer side is 800, what a phone photo becomes
   once reduced for detection (more and larger pyramid levels);
-- lfw: a fixed sample of LFW photos (250x250, seeded), for the same-faces check.
+- lfw: a fixed sample of LFW photos (250x250, seeded).
 
 Old (the ``mtcnn`` package's ``detect_faces``, TensorFlow graphs) and new (``FaceDetector``) take turns
 on each photo, in alternating order, so machine load falls on both alike. Pass 1 is each photo's first
