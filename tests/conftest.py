@@ -35,10 +35,18 @@ def happy_house_dir(project_root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def detector():
-    """One MTCNN detector for the whole run: building it costs seconds."""
+    """One MTCNN detector for the whole run: building it compiles three networks."""
     from service.pipeline.detect import FaceDetector
 
     return FaceDetector()
+
+
+@pytest.fixture(scope="session")
+def reference_detector():
+    """The mtcnn package's own detector (TensorFlow), which ``detector`` must agree with."""
+    from service.pipeline.detect import MtcnnPackageDetector
+
+    return MtcnnPackageDetector()
 
 
 @pytest.fixture(scope="session")

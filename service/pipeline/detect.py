@@ -20,8 +20,8 @@ _MTCNN_ONET_THRESHOLD = 0.8
 _MTCNN_MIN_SIDE = 12
 # mtcnn 1.0.0 sizes its pyramid as if min_face_size were 20: above that (about 21 and up) the
 # last levels shrink below PNet's 12 px input, TensorFlow raises, and detect_faces swallows the
-# error and reports no faces at all. We never ask it for more than this and filter by size
-# ourselves instead.
+# error and reports no faces at all. Both detectors below search the pyramid of at most this size
+# and filter by size afterwards: the package's levels, so that both search the same ones.
 _MTCNN_LARGEST_SAFE_MIN_FACE = 20
 
 
@@ -42,10 +42,45 @@ class DetectedFace:
 
 
 class FaceDetector:
-    """MTCNN face and landmark detector; building one loads three small networks, so reuse it."""
+    """MTCNN face and landmark detector; building one compiles three small networks, so reuse it.
+
+    The cascade is our own (``cascade.py``), on the ``mtcnn`` package's pretrained weights run by
+    OpenVINO (``mtcnn_nets.py``); it finds what the package's own ``detect_faces`` finds
+    (``MtcnnPackageDetector``, kept as the reference) in a fraction of the time, without TensorFlow.
+    May be called from several threads at once.
+    """
+
+    def __init__(self, threads: int = 0):
+        """``threads``: CPU threads for one network call (0: every core)."""
+        # Imported here so that importing this module stays cheap for code that only reads faces.
+        from service.pipeline.mtcnn_nets import load_networks
+
+        self._nets = load_networks(threads)
+
+    def detect(
+        self,
+        image: Image.Image,
+        min_face: int = DEFAULT_MIN_FACE,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+        timer=None,
+    ) -> list[DetectedFace]:
+        """Faces in ``image`` at least ``min_face`` pixels tall or wide and scoring at least
+        ``min_confidence``, most confident first. ``timer(step)`` is told as each step ends (benches)."""
+        from service.pipeline.cascade import detect
+
+        if min(image.size) < _MTCNN_MIN_SIDE:
+            return []
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        rows = detect(np.asarray(rgb), self._nets, min(min_face, _MTCNN_LARGEST_SAFE_MIN_FACE),
+                      min(_MTCNN_ONET_THRESHOLD, min_confidence), timer)
+        return _kept([_face_from_cascade(row) for row in rows], min_face, min_confidence)
+
+
+class MtcnnPackageDetector:
+    """The ``mtcnn`` package's own detector (TensorFlow), as this project ran it before: the reference
+    that ``FaceDetector`` is tested and benched against. Same interface."""
 
     def __init__(self, device: str = "CPU:0"):
-        # Imported here so that importing this module does not pull in TensorFlow.
         from mtcnn import MTCNN
 
         self._mtcnn = MTCNN(stages="face_and_landmarks_detection", device=device)
@@ -57,8 +92,6 @@ class FaceDetector:
         min_face: int = DEFAULT_MIN_FACE,
         min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     ) -> list[DetectedFace]:
-        """Faces in ``image`` at least ``min_face`` pixels tall or wide and scoring at least
-        ``min_confidence``, most confident first."""
         if min(image.size) < _MTCNN_MIN_SIDE:
             return []
         rgb = image if image.mode == "RGB" else image.convert("RGB")
@@ -71,12 +104,16 @@ class FaceDetector:
             threshold_onet=min(_MTCNN_ONET_THRESHOLD, min_confidence),
         )
         faces = [_face_from_row(row) for row in np.asarray(rows).reshape(-1, 16)]
-        faces = [
-            face
-            for face in faces
-            if face.confidence >= min_confidence and max(face.box[2], face.box[3]) >= min_face
-        ]
-        return sorted(faces, key=lambda face: face.confidence, reverse=True)
+        return _kept(faces, min_face, min_confidence)
+
+
+def _kept(faces: list[DetectedFace], min_face: int, min_confidence: float) -> list[DetectedFace]:
+    faces = [
+        face
+        for face in faces
+        if face.confidence >= min_confidence and max(face.box[2], face.box[3]) >= min_face
+    ]
+    return sorted(faces, key=lambda face: face.confidence, reverse=True)
 
 
 def _compile_stages(mtcnn) -> None:
@@ -101,6 +138,13 @@ def scale_face(face: DetectedFace, factor: float) -> DetectedFace:
         confidence=face.confidence,
         landmarks=face.landmarks * np.float32(factor),
     )
+
+
+def _face_from_cascade(row: np.ndarray) -> DetectedFace:
+    """One row of ``cascade.detect``: x1, y1, x2, y2, score, the 5 landmark x, the 5 landmark y."""
+    x1, y1, x2, y2, score = row[:5]
+    return DetectedFace(box=(x1, y1, x2 - x1, y2 - y1), confidence=score,
+                        landmarks=np.stack([row[5:10], row[10:15]], axis=1))
 
 
 def _face_from_row(row: np.ndarray) -> DetectedFace:

@@ -57,7 +57,8 @@ class Pipeline:
 
     def warm_up(self) -> None:
         """Run the networks once, so that a server's first request does not pay for their first run
-        (0.9 s for FaceNet, 0.3 s for MTCNN on this project's machine)."""
+        (0.9 s for FaceNet on this project's machine; MTCNN's first photo in a fresh process, 0.23 s:
+        docs/performance.md, "Detection")."""
         import numpy as np
 
         self.encoder.encode([np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)])
