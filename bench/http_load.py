@@ -16,6 +16,9 @@ between them, so whatever else the machine does weighs on each alike:
         --setup "before: FACEREC_MODEL__RUNTIME=tensorflow FACEREC_SERVER__WORKERS=2 FACEREC_SERVER__THREADS=4" \
         --setup "after: "
 
+``PYTHONPATH=DIR`` in a set-up serves another checkout's code (and its config.yaml), such as the
+commit before a change (`git worktree add ../before COMMIT`, with `models/` linked to this one's).
+
 Memory is read after the load from /proc: RSS and PSS summed over the server's processes (gunicorn's
 master and workers). PSS counts a page shared by n processes as 1/n in each, so its sum is what the
 set-up really holds.
@@ -93,7 +96,7 @@ def main() -> int:
 def _setup(text: str) -> tuple[str, dict]:
     name, _, settings = text.partition(":")
     env = dict(item.split("=", 1) for item in settings.split())
-    if not name.strip() or any(not k.startswith("FACEREC_") for k in env):
+    if not name.strip() or any(not (k.startswith("FACEREC_") or k == "PYTHONPATH") for k in env):
         raise argparse.ArgumentTypeError(f"{text!r}: expected 'name: FACEREC_KEY=VALUE ...'")
     return name.strip(), env
 
