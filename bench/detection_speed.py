@@ -15,6 +15,7 @@ Old (the ``mtcnn`` package's ``detect_faces``, TensorFlow graphs) and new (``Fac
 on each photo, in alternating order, so machine load falls on both alike. Pass 1 is each photo's first
 sight, shapes new to both runtimes; later passes repeat the photos. Faces are matched by IoU; landmark
 and box deviations are in pixels of the detection copy; encodings are FaceNet's on the aligned crops.
+Last, fresh processes: each detector alone, and the service's whole pipeline on each, for one photo.
 """
 
 from __future__ import annotations
@@ -211,10 +212,10 @@ def encoding_shift(sets, found, det) -> dict[str, tuple[float, int]]:
     from service.config import load_config
     from service.pipeline.align import align_face
     from service.pipeline.encoder import Encoder
-    from service.pipeline.network import INPUT_SIZE, load_facenet
+    from service.pipeline.runtime import INPUT_SIZE, load_facenet
 
     config = load_config()
-    facenet = load_facenet(config.model.weights, config.model.cache_dir, config.expected_sha256)
+    facenet = load_facenet(config.model.weights, config.model.cache_dir, config.expected_sha256, config.model.runtime)
     encoder = Encoder(facenet, config.model.normalization, config.model.batch_size, config.model.flip)
     shift = {}
     for set_name in ("celebrity", "happy house"):
@@ -296,8 +297,20 @@ from PIL import Image
 t0 = time.perf_counter()
 from service.pipeline import detect
 made = getattr(detect, sys.argv[1])()
+if sys.argv[4] == "pipeline":  # the service's whole pipeline (FaceNet as configured) on this detector
+    from service.config import load_config
+    from service.pipeline.encoder import Encoder
+    from service.pipeline.pipeline import Pipeline
+    from service.pipeline.runtime import load_facenet
+    config = load_config()
+    model = config.model
+    facenet = load_facenet(model.weights, model.cache_dir, config.expected_sha256, model.runtime, model.threads)
+    made = Pipeline(Encoder(facenet, model.normalization, model.batch_size, model.flip), made, config)
 t1 = time.perf_counter()
-made.detect(Image.open(sys.argv[3]).convert("RGB"))
+if sys.argv[4] == "pipeline":
+    assert made.faces(sys.argv[3])
+else:
+    assert made.detect(Image.open(sys.argv[3]).convert("RGB"))
 t2 = time.perf_counter()
 # VmHWM, not ru_maxrss: the latter survives exec and would report the bench's own peak.
 peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
@@ -306,18 +319,24 @@ print(json.dumps({"build": t1 - t0, "first": t2 - t1, "rss": peak / 1024, "tf": 
 
 
 def memory_table() -> None:
+    from service.config import load_config
+
     photo = sorted((ROOT / "models" / "data" / "5-celebrity" / "val").glob("*/*.jpg"))[0]
-    print("\nA fresh process: build the detector, detect one photo (median of 3 runs)")
-    print("| detector | build s | first detect s | peak RSS MB | imports TensorFlow |")
-    print("|---|---:|---:|---:|---|")
-    for label, cls in (("old (mtcnn package)", "MtcnnPackageDetector"), ("new (FaceDetector)", "FaceDetector")):
-        runs = []
-        for _ in range(3):
-            out = subprocess.run([sys.executable, "-c", MEMORY_SNIPPET, cls, str(ROOT), str(photo)], capture_output=True,
-                                 text=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        med = lambda key: float(np.median([r[key] for r in runs]))  # noqa: E731
-        print(f"| {label} | {med('build'):.2f} | {med('first'):.2f} | {med('rss'):.0f} | {'yes' if runs[0]['tf'] else 'no'} |")
+    print(f"\nA fresh process: build, then one photo (median of 3 runs); 'pipeline': the service's whole "
+          f"pipeline on that detector, FaceNet on {load_config().model.runtime} (its converted model cached)")
+    print("| what | detector | build s | first photo s | peak RSS MB | imports TensorFlow |")
+    print("|---|---|---:|---:|---:|---|")
+    for what in ("detector", "pipeline"):
+        for label, cls in (("old (mtcnn package)", "MtcnnPackageDetector"), ("new (FaceDetector)", "FaceDetector")):
+            runs = []
+            for _ in range(3):
+                out = subprocess.run([sys.executable, "-c", MEMORY_SNIPPET, cls, str(ROOT), str(photo), what],
+                                     capture_output=True, text=True, check=True, cwd=ROOT,
+                                     env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            med = lambda key: float(np.median([r[key] for r in runs]))  # noqa: E731
+            print(f"| {what} | {label} | {med('build'):.2f} | {med('first'):.2f} | {med('rss'):.0f} | "
+                  f"{'yes' if runs[0]['tf'] else 'no'} |")
 
 
 def main() -> None:

@@ -57,7 +57,7 @@ class Pipeline:
 
     def warm_up(self) -> None:
         """Run the networks once, so that a server's first request does not pay for their first run
-        (0.9 s for FaceNet on this project's machine; MTCNN's first photo in a fresh process, 0.23 s:
+        (0.9 s for FaceNet on this project's machine; MTCNN's first photo in a fresh process, 0.22 s:
         docs/performance.md, "Detection")."""
         import numpy as np
 
