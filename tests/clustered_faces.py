@@ -88,10 +88,11 @@ class ClusteredFaces:
         scale = spreads * np.exp(rng.normal(0.0, self.model.face_sigma, len(spreads))).astype(np.float32)
         return _unit(centres + noise * scale[:, None])
 
-    def faces(self, n: int) -> np.ndarray:
-        """Faces 0 .. n-1, (n, dim) float32 unit vectors; face i is person i // faces_per_person's."""
+    def faces(self, n: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Faces 0 .. n-1, (n, dim) float32 unit vectors; face i is person i // faces_per_person's.
+        ``out``: where to write them (say, a memory map, for rosters larger than memory should hold)."""
         per = self.model.faces_per_person
-        out = np.empty((n, DIM), np.float32)
+        out = np.empty((n, DIM), np.float32) if out is None else out
         for block in range(-(-n // (BLOCK * per))):
             first = block * BLOCK * per
             count = min(BLOCK * per, n - first)
