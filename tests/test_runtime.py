@@ -163,3 +163,22 @@ def test_a_failed_run_fails_its_callers_and_the_next_ones_run():
     for i in set(range(8)) - failed:
         np.testing.assert_array_equal(results[i], [[2.0 * i]])
     np.testing.assert_array_equal(embed(np.full((1, 2), 1.0)), [[2.0]])  # not stuck busy
+
+
+def test_a_conversion_published_by_another_process_meanwhile_is_kept(tmp_path, monkeypatch):
+    """Two processes converting at once: the second rename finds the first's folder and keeps it."""
+    import shutil
+
+    from service.pipeline import runtime
+
+    theirs, ours = tmp_path / "facenet.openvino", tmp_path / ".facenet.openvino.123.partial"
+    theirs.mkdir()
+    (theirs / "facenet.xml").write_text("theirs")
+    ours.mkdir()
+    (ours / "facenet.xml").write_text("ours")
+    real_rmtree = shutil.rmtree
+    # The other process lands its folder between our removal and our rename.
+    monkeypatch.setattr(runtime.shutil, "rmtree",
+                        lambda path, **kw: None if path == theirs else real_rmtree(path, **kw))
+    runtime.publish_folder(ours, theirs)
+    assert (theirs / "facenet.xml").read_text() == "theirs" and not ours.exists()

@@ -50,8 +50,9 @@ def export_saved_model(weights: Path, target: Path) -> None:
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     model.export(str(partial), format="tf_saved_model", verbose=False)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(partial, target)
+    from service.pipeline.runtime import publish_folder
+
+    publish_folder(partial, target)
 
 
 def convert_keras2_h5(path: Path) -> keras.Model:

@@ -152,8 +152,7 @@ def _openvino_model(core, weights: Path, sha: str, cache_dir: Path, rebuild: boo
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     ov.save_model(model, str(partial / "facenet.xml"), compress_to_fp16=False)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(partial, folder)
+    publish_folder(partial, folder)
     log.info("converted FaceNet for OpenVINO %s into %s", version, folder)
     return xml
 
@@ -166,3 +165,16 @@ def _convert(saved: Path):
 
     frontend = FrontEndManager().load_by_framework("tf")
     return frontend.convert(frontend.load(str(saved)))
+
+
+def publish_folder(partial: Path, target: Path) -> None:
+    """Move a fully written folder into place. Two processes starting at once (workers, or replicas
+    sharing ``model.cache_dir``) may both convert: whichever lands second finds the folder there
+    (a rename onto a non-empty folder fails) and keeps the other's, which is the same conversion."""
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        os.replace(partial, target)
+    except OSError:
+        if not target.is_dir():
+            raise
+        shutil.rmtree(partial, ignore_errors=True)
