@@ -165,20 +165,40 @@ def test_a_failed_run_fails_its_callers_and_the_next_ones_run():
     np.testing.assert_array_equal(embed(np.full((1, 2), 1.0)), [[2.0]])  # not stuck busy
 
 
-def test_a_conversion_published_by_another_process_meanwhile_is_kept(tmp_path, monkeypatch):
-    """Two processes converting at once: the second rename finds the first's folder and keeps it."""
-    import shutil
+def test_a_conversion_published_by_another_process_meanwhile_is_kept(tmp_path):
+    """Two processes converting at once: the second to finish keeps the first's folder, which may be
+    in use, and leaves no temporary behind."""
+    from service.pipeline.runtime import writing_folder
 
-    from service.pipeline import runtime
+    target = tmp_path / "facenet.openvino"
+    with writing_folder(target) as ours:
+        (ours / "facenet.xml").write_text("ours")
+        target.mkdir()  # the other process lands its folder meanwhile
+        (target / "facenet.xml").write_text("theirs")
+    assert (target / "facenet.xml").read_text() == "theirs"
+    assert [p.name for p in tmp_path.iterdir()] == ["facenet.openvino"]
 
-    theirs, ours = tmp_path / "facenet.openvino", tmp_path / ".facenet.openvino.123.partial"
-    theirs.mkdir()
-    (theirs / "facenet.xml").write_text("theirs")
-    ours.mkdir()
-    (ours / "facenet.xml").write_text("ours")
-    real_rmtree = shutil.rmtree
-    # The other process lands its folder between our removal and our rename.
-    monkeypatch.setattr(runtime.shutil, "rmtree",
-                        lambda path, **kw: None if path == theirs else real_rmtree(path, **kw))
-    runtime.publish_folder(ours, theirs)
-    assert (theirs / "facenet.xml").read_text() == "theirs" and not ours.exists()
+
+def test_a_damaged_cache_is_replaced_and_a_failed_write_leaves_nothing(tmp_path):
+    from service.pipeline.runtime import writing_folder
+
+    target = tmp_path / "facenet.openvino"
+    target.mkdir()
+    (target / "facenet.xml").write_text("damaged")
+    with writing_folder(target, replace=True) as ours:
+        (ours / "facenet.xml").write_text("fresh")
+    assert (target / "facenet.xml").read_text() == "fresh"
+    with pytest.raises(OSError):
+        with writing_folder(tmp_path / "other") as ours:
+            (ours / "facenet.xml").write_text("half")
+            raise OSError("disk full")
+    assert [p.name for p in tmp_path.iterdir()] == ["facenet.openvino"]
+
+
+def test_a_network_answering_the_wrong_rows_fails_every_caller_and_hangs_none():
+    embed = BatchingEmbed(lambda batch: batch[:1].sum(axis=1, keepdims=True), max_rows=64)
+    results, errors = _call_together(embed, [np.ones((2, 3)) for _ in range(4)])
+    assert all(isinstance(e, RuntimeError) for e in errors), errors
+    broken = BatchingEmbed(lambda batch: None)
+    with pytest.raises(TypeError):
+        broken(np.ones((1, 3)))

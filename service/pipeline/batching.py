@@ -68,14 +68,19 @@ class BatchingEmbed:
         try:
             out = self._embed(jobs[0].batch if len(jobs) == 1 else np.concatenate([j.batch for j in jobs]))
             self.calls += 1
+            rows = sum(len(job.batch) for job in jobs)
+            if len(out) != rows:
+                raise RuntimeError(f"the network answered {len(out)} rows for {rows}")
+            start = 0
+            for job in jobs:
+                job.result = out[start:start + len(job.batch)]
+                start += len(job.batch)
         except BaseException as exc:  # every caller of this run sees the failure, none hangs
             for job in jobs:
-                job.error, job.done = exc, True
-            return
-        start = 0
-        for job in jobs:
-            job.result, job.done = out[start:start + len(job.batch)], True
-            start += len(job.batch)
+                job.error = exc
+        finally:
+            for job in jobs:
+                job.done = True
 
     @staticmethod
     def _answer(job: _Job) -> np.ndarray:

@@ -10,8 +10,6 @@ SavedModel, which ``service.pipeline.runtime`` caches (keyed by the source file'
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import h5py
@@ -40,19 +38,17 @@ class ScaleSum(keras.layers.Layer):
         return {**super().get_config(), "scale": self.scale}
 
 
-def export_saved_model(weights: Path, target: Path) -> None:
+def export_saved_model(weights: Path, target: Path, replace: bool = False) -> None:
     """Convert the published h5 and export it as a TensorFlow SavedModel at ``target``.
 
-    Written under a temporary name then renamed, so a crash never leaves a half-written cache.
+    Written into a temporary folder then moved into place (``runtime.writing_folder``), so a crash
+    never leaves a half-written cache. ``replace``: the folder there is damaged; replace it.
     """
-    model = convert_keras2_h5(weights)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    model.export(str(partial), format="tf_saved_model", verbose=False)
-    from service.pipeline.runtime import publish_folder
+    from service.pipeline.runtime import writing_folder
 
-    publish_folder(partial, target)
+    model = convert_keras2_h5(weights)
+    with writing_folder(target, replace=replace) as partial:
+        model.export(str(partial), format="tf_saved_model", verbose=False)
 
 
 def convert_keras2_h5(path: Path) -> keras.Model:

@@ -11,14 +11,17 @@ handling but not the runtime: a roster encoded by one is searched with the other
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -61,6 +64,7 @@ def load_facenet(weights: Path, cache_dir: Path | None = None, expected_sha256: 
         raise ModelError(f"{weights} has sha256 {sha}, expected {expected_sha256}: refusing to use it")
     if cache_dir is None:  # nothing to keep between runs: convert into a folder of our own
         cache_dir = Path(tempfile.mkdtemp(prefix="facerec-model-"))
+        atexit.register(shutil.rmtree, cache_dir, ignore_errors=True)
     cache_dir = Path(cache_dir)
     if runtime == "openvino":
         embed = _openvino_runner(weights, sha, cache_dir, threads)
@@ -79,7 +83,7 @@ def _saved_model(weights: Path, sha: str, cache_dir: Path, rebuild: bool = False
     if rebuild or not (path / "saved_model.pb").is_file():
         from service.pipeline.network import export_saved_model
 
-        export_saved_model(weights, path)
+        export_saved_model(weights, path, replace=rebuild)
     return path
 
 
@@ -148,11 +152,8 @@ def _openvino_model(core, weights: Path, sha: str, cache_dir: Path, rebuild: boo
     except Exception as exc:
         log.warning("SavedModel %s did not convert (%s); exporting it again", saved, exc)
         model = _convert(_saved_model(weights, sha, cache_dir, rebuild=True))
-    partial = folder.with_name(f".{folder.name}.{os.getpid()}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    ov.save_model(model, str(partial / "facenet.xml"), compress_to_fp16=False)
-    publish_folder(partial, folder)
+    with writing_folder(folder, replace=rebuild) as partial:
+        ov.save_model(model, str(partial / "facenet.xml"), compress_to_fp16=False)
     log.info("converted FaceNet for OpenVINO %s into %s", version, folder)
     return xml
 
@@ -167,14 +168,29 @@ def _convert(saved: Path):
     return frontend.convert(frontend.load(str(saved)))
 
 
-def publish_folder(partial: Path, target: Path) -> None:
-    """Move a fully written folder into place. Two processes starting at once (workers, or replicas
-    sharing ``model.cache_dir``) may both convert: whichever lands second finds the folder there
-    (a rename onto a non-empty folder fails) and keeps the other's, which is the same conversion."""
-    shutil.rmtree(target, ignore_errors=True)
+
+@contextlib.contextmanager
+def writing_folder(target: Path, replace: bool = False) -> Iterator[Path]:
+    """A new empty folder to write ``target``'s contents into, moved into place when the block ends
+    and removed if it fails, so a reader never sees a half-written cache.
+
+    Two processes may convert at once (workers, or replicas sharing ``model.cache_dir``): their
+    temporary folders have unique names, and whichever lands second keeps the folder already there
+    (the same conversion), since it may be in use. ``replace`` (the cache was found damaged): the old
+    folder is first renamed aside, then removed.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial"))
     try:
-        os.replace(partial, target)
-    except OSError:
-        if not target.is_dir():
-            raise
-        shutil.rmtree(partial, ignore_errors=True)
+        yield partial
+        if replace and target.exists():
+            aside = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
+            os.replace(target, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        try:
+            os.replace(partial, target)
+        except OSError:
+            if not target.is_dir():  # not the race above: a real failure
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)  # gone already when it was moved into place
