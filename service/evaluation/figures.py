@@ -1,4 +1,8 @@
-"""Evaluation figures: the ROC curve and the genuine/impostor distance histograms, as PNG files."""
+"""Evaluation figures: the ROC curve and the genuine/impostor distance histograms, as PNG files.
+
+Both are drawn from the sorted distances of :class:`~service.evaluation.metrics.PairDistances`
+by counting below cuts, never from one array of every pair: LFW has 88M pairs.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,18 @@ from pathlib import Path
 
 import numpy as np
 
+from service.errors import EvaluationInputError
+from service.evaluation.metrics import PairDistances, count_below, rates, roc_at
+
+ROC_POINTS = 1000  # per class: far more than a 640-pixel-wide figure can show
+
 
 def figure_names(threshold: float) -> tuple[str, str]:
     """File names carry the threshold, so runs at different thresholds can sit side by side."""
     return f"roc-threshold-{threshold:g}.png", f"distances-threshold-{threshold:g}.png"
 
 
-def write_figures(distances: np.ndarray, same: np.ndarray, threshold: float, folder: Path) -> list[Path]:
+def write_figures(pairs: PairDistances, threshold: float, folder: Path) -> list[Path]:
     """Draw both figures into ``folder`` and return their paths."""
     import matplotlib
 
@@ -20,29 +29,40 @@ def write_figures(distances: np.ndarray, same: np.ndarray, threshold: float, fol
     import matplotlib.pyplot as plt
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     roc_name, hist_name = figure_names(threshold)
-    same = np.asarray(same, bool)
     paths = []
-    for name, draw in ((roc_name, _roc), (hist_name, _histograms)):
-        fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
-        draw(ax, np.asarray(distances, np.float64), same, threshold)
-        fig.tight_layout()
-        fig.savefig(folder / name)
-        plt.close(fig)
-        paths.append(folder / name)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, draw in ((roc_name, _roc), (hist_name, _histograms)):
+            fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
+            try:
+                draw(ax, pairs, threshold)
+                fig.tight_layout()
+                fig.savefig(folder / name)
+            finally:
+                plt.close(fig)
+            paths.append(folder / name)
+    except OSError as exc:
+        raise EvaluationInputError(f"cannot write the figures to {folder}: {exc.strerror or exc}") from None
     return paths
 
 
-def _roc(ax, distances: np.ndarray, same: np.ndarray, threshold: float) -> None:
-    """TAR against FAR on a log FAR axis: the low-FAR end is where thresholds are chosen."""
-    from service.evaluation.metrics import rates, roc_points
+def roc_cuts(pairs: PairDistances, points: int = ROC_POINTS) -> np.ndarray:
+    """Thresholds at which to draw the ROC: impostor distances at ranks spaced evenly on a log scale
+    (the FAR axis is logarithmic), genuine ones at evenly spaced ranks, and 0 and +inf (its ends)."""
+    imp, gen = pairs.impostor, pairs.genuine
+    imp_ranks = np.unique(np.geomspace(1, len(imp), points).astype(np.int64)) - 1
+    gen_ranks = np.unique(np.linspace(0, len(gen) - 1, points).astype(np.int64))
+    return np.unique(np.concatenate([[0.0, np.inf], imp[imp_ranks], gen[gen_ranks]]).astype(np.float64))
 
-    _, far, tar = roc_points(distances, same)
-    n_imp = int((~same).sum())
+
+def _roc(ax, pairs: PairDistances, threshold: float) -> None:
+    """TAR against FAR on a log FAR axis: the low-FAR end is where thresholds are chosen."""
+    far, tar = roc_at(pairs, roc_cuts(pairs))
+    n_imp = len(pairs.impostor)
     floor = 0.5 / n_imp  # FAR 0 cannot sit on a log axis: drawn half a false accept below the first one
     ax.step(np.maximum(far, floor), tar, where="post", color="tab:blue", label="ROC")
-    at = rates(distances, same, threshold)
+    at = rates(pairs, threshold)
     ax.plot([max(at["far"], floor)], [at["tar"]], "o", color="tab:red", markersize=8,
             label=f"threshold {threshold:g}: TAR {at['tar']:.3f}, FAR {at['far']:.4f}")
     ax.axvline(floor, color="grey", linestyle=":", linewidth=1)
@@ -51,19 +71,26 @@ def _roc(ax, distances: np.ndarray, same: np.ndarray, threshold: float) -> None:
     ax.set_xlim(floor * 0.4, 1.0)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel(f"false-accept rate (log; {n_imp} impostor pairs, FAR 0 drawn at {floor:.1g})")
-    ax.set_ylabel(f"true-accept rate ({int(same.sum())} genuine pairs)")
+    ax.set_ylabel(f"true-accept rate ({len(pairs.genuine)} genuine pairs)")
     ax.set_title("ROC: accept when distance < threshold")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right")
 
 
-def _histograms(ax, distances: np.ndarray, same: np.ndarray, threshold: float) -> None:
+def histogram_counts(ascending: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """np.histogram's counts (the last bin closed on the right) from sorted values, without a pass over them."""
+    below = count_below(ascending, edges)
+    below[-1] = count_below(ascending, edges[-1], inclusive=True)
+    return np.diff(below)
+
+
+def _histograms(ax, pairs: PairDistances, threshold: float) -> None:
     """Both distance distributions as densities (impostor pairs far outnumber genuine ones)."""
-    bins = np.linspace(0, max(2.0, float(distances.max())), 81)
-    ax.hist(distances[same], bins=bins, density=True, alpha=0.6, color="tab:green",
-            label=f"genuine ({int(same.sum())} pairs)")
-    ax.hist(distances[~same], bins=bins, density=True, alpha=0.6, color="tab:orange",
-            label=f"impostor ({int((~same).sum())} pairs)")
+    largest = max(float(pairs.genuine[-1]), float(pairs.impostor[-1]))
+    bins = np.linspace(0, max(2.0, largest), 81)
+    for values, colour, label in ((pairs.genuine, "tab:green", "genuine"), (pairs.impostor, "tab:orange", "impostor")):
+        ax.hist(bins[:-1], bins=bins, weights=histogram_counts(values, bins), density=True, alpha=0.6,
+                color=colour, label=f"{label} ({len(values)} pairs)")
     ax.axvline(threshold, color="tab:red", linestyle="--", label=f"threshold {threshold:g}")
     ax.set_xlabel("L2 distance between encodings")
     ax.set_ylabel("density")

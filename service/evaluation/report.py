@@ -8,32 +8,34 @@ import math
 import os
 import re
 import shutil
+import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from service.config import Config, load_config
 from service.errors import EvaluationInputError, FacerecError
 from service.evaluation.datasets import Dataset, load_inputs
-from service.evaluation.encodings import EncodingCache, cache_key, encode_photos
+from service.evaluation.encodings import Encoded, EncodingCache, cache_key, encode_photos
 from service.evaluation.metrics import (
-    THRESHOLD_DECIMALS, all_pairs, identification_report, pair_distances, rates, threshold_for_far,
-    verification_report,
+    THRESHOLD_DECIMALS, PairDistances, all_pair_distances, count_below, identification_report, pair_distances,
+    rates, threshold_for_far, verification_report,
 )
 
 
 @dataclass
 class Evaluation:
-    """Encoded inputs: usable photos' vectors and labels, the pairs to verify, and the refused photos."""
+    """Encoded inputs: usable photos' vectors and labels, the verification pairs' distances, and the
+    refused photos."""
 
     dataset: Dataset
     vectors: np.ndarray
     people: list[str | None]
     usable: list[int]  # dataset photo index of each row of ``vectors``
-    distances: np.ndarray
-    same: np.ndarray
+    pairs: PairDistances
     refused: list[dict]
     pairs_dropped: int
 
@@ -41,30 +43,41 @@ class Evaluation:
 def encode_dataset(dataset: Dataset, config: Config, get_pipeline: Callable[[], object], model_id: str,
                    cache_path: Path | None = None, progress: bool = True) -> Evaluation:
     """Encode every photo (cached) and form the verification pairs from the usable ones."""
-    cache = EncodingCache(cache_path if cache_path is not None else config.home / "cache" / "encodings.sqlite")
+    path = cache_path if cache_path is not None else config.home / "cache" / "encodings.sqlite"
     try:
-        results = encode_photos(dataset.photos, get_pipeline, cache, cache_key(config, model_id),
-                                config.model.batch_size, progress)
-    finally:
-        cache.close()
+        cache = EncodingCache(path)
+        try:
+            results = encode_photos(dataset.photos, get_pipeline, cache, cache_key(config, model_id),
+                                    config.model.batch_size, progress)
+        finally:
+            cache.close()
+    except sqlite3.Error as exc:  # e.g. locked for longer than its timeout by another evaluation's writes
+        raise EvaluationInputError(f"encoding cache {path}: {exc}") from None
+    return evaluation_of(dataset, results)
+
+
+def evaluation_of(dataset: Dataset, results: Sequence[Encoded]) -> Evaluation:
+    """The usable photos and the distances of the pairs to verify, from each photo's encoding or refusal:
+    the dataset's listed pairs, or else every unordered pair of photos."""
     usable = [n for n, r in enumerate(results) if r.encoding is not None]
     refused = [{"photo": str(dataset.photos[n]), "person": dataset.people[n], "code": r.code, "message": r.message}
                for n, r in enumerate(results) if r.encoding is None]
-    row = {n: m for m, n in enumerate(usable)}
     vectors = np.stack([results[n].encoding for n in usable]) if usable else np.zeros((0, 128), np.float32)
+    if not np.isfinite(vectors).all():
+        raise EvaluationInputError("some encodings are not finite numbers; the encoding cache may be damaged")
     people = [dataset.people[n] for n in usable]
     if dataset.pairs is None:
-        first, second, same = all_pairs(people)
-        dropped = 0
+        pairs, dropped = all_pair_distances(vectors, people), 0
     else:
+        row = {n: m for m, n in enumerate(usable)}
         kept = [(row[a], row[b], s) for a, b, s in dataset.pairs if a in row and b in row]
         first, second = (np.array([pair[n] for pair in kept], dtype=np.int64) for n in (0, 1))
         same = np.array([pair[2] for pair in kept], dtype=bool)
+        pairs = PairDistances.labelled(pair_distances(vectors, first, second), same)
         dropped = len(dataset.pairs) - len(kept)
-    if not len(same):
+    if not pairs.pairs:
         raise EvaluationInputError(f"no usable pairs: {len(usable)} of {len(dataset.photos)} photos could be used")
-    distances = pair_distances(vectors, first, second)
-    return Evaluation(dataset, vectors, people, usable, distances, same, refused, dropped)
+    return Evaluation(dataset, vectors, people, usable, pairs, refused, dropped)
 
 
 def build_report(ev: Evaluation, config: Config, model_id: str, strangers: float = 0.2, seed: int = 0) -> dict:
@@ -77,27 +90,39 @@ def build_report(ev: Evaluation, config: Config, model_id: str, strangers: float
         "inputs": {"sources": ev.dataset.sources, "photos": len(ev.dataset.photos), "usable": len(ev.usable),
                    "people": len({p for p in ev.people if p is not None}) or None,
                    "pairs_file": ev.dataset.pairs is not None, "pairs_dropped": ev.pairs_dropped, "model": model_id},
-        "verification": verification_report(ev.distances, ev.same, threshold),
+        "verification": verification_report(ev.pairs, threshold),
         "identification": identification,
         "refused": ev.refused,
     }
+
+
+def report_of(ev: Evaluation, config: Config, model_id: str, strangers: float = 0.2, seed: int = 0,
+              figures: Path | None = None, draw: bool = True) -> dict:
+    """``build_report``, with the figures written to ``figures`` (default <home>/reports) if ``draw``."""
+    report = build_report(ev, config, model_id, strangers, seed)
+    if draw:
+        from service.evaluation.figures import write_figures
+
+        folder = figures if figures is not None else config.home / "reports"
+        report["figures"] = [str(p) for p in write_figures(ev.pairs, config.threshold, folder)]
+    return report
 
 
 def calibration_report(ev: Evaluation, target: float, current: float) -> dict:
     """The threshold meeting ``target`` FAR on these pairs, what it costs, and how far to trust it."""
     if not 0 < target < 1:
         raise EvaluationInputError(f"--far must be between 0 and 1, got {target}")
-    gen, imp = ev.distances[ev.same], ev.distances[~ev.same]
-    if len(gen) == 0 or len(imp) == 0:
-        raise EvaluationInputError(f"need both genuine and impostor pairs; got {len(gen)} genuine, {len(imp)} impostor")
-    threshold = threshold_for_far(imp, target)
-    at = rates(ev.distances, ev.same, threshold)
+    n_gen, n_imp = len(ev.pairs.genuine), len(ev.pairs.impostor)
+    if n_gen == 0 or n_imp == 0:
+        raise EvaluationInputError(f"need both genuine and impostor pairs; got {n_gen} genuine, {n_imp} impostor")
+    threshold = threshold_for_far(ev.pairs, target)
+    at = rates(ev.pairs, threshold)
     needed = math.ceil(3 / target)
     return {"far_target": target, "threshold": threshold, "far": at["far"], "tar": at["tar"],
-            "accuracy": at["accuracy"], "false_accepts": int((imp < threshold).sum()),
-            "impostor_pairs": len(imp), "genuine_pairs": len(gen), "reliable": len(imp) >= needed,
-            "impostor_pairs_needed": needed, "far_upper_bound_95": min(1.0, 3 / len(imp)),
-            "current_threshold": current, "current": rates(ev.distances, ev.same, current)}
+            "accuracy": at["accuracy"], "false_accepts": int(count_below(ev.pairs.impostor, threshold)),
+            "impostor_pairs": n_imp, "genuine_pairs": n_gen, "reliable": n_imp >= needed,
+            "impostor_pairs_needed": needed, "far_upper_bound_95": min(1.0, 3 / n_imp),
+            "current_threshold": current, "current": rates(ev.pairs, current)}
 
 
 def write_threshold(config_path: Path, threshold: float) -> Path:
@@ -199,24 +224,35 @@ def run_evaluate(inputs: Sequence[Path], config: Config, get_pipeline: Callable[
     """``facerec evaluate``: the report, with figures written to ``figures`` (default <home>/reports)."""
     if not 0 <= strangers < 1:
         raise EvaluationInputError(f"--strangers must be in [0, 1), got {strangers}")
-    ev = encode_dataset(load_inputs(inputs), config, get_pipeline, model_id)
-    report = build_report(ev, config, model_id, strangers, seed)
-    if draw:
-        from service.evaluation.figures import write_figures
-
-        folder = figures if figures is not None else config.home / "reports"
-        report["figures"] = [str(p) for p in write_figures(ev.distances, ev.same, config.threshold, folder)]
-    return report
+    with _failures_explained("evaluate"):
+        ev = encode_dataset(load_inputs(inputs), config, get_pipeline, model_id)
+        return report_of(ev, config, model_id, strangers, seed, figures, draw)
 
 
 def run_calibrate(inputs: Sequence[Path], config: Config, get_pipeline: Callable[[], object], model_id: str,
                   target: float = 1e-3, write: bool = False) -> dict:
     """``facerec calibrate``: the threshold for a target FAR; ``write`` stores it in the config file."""
-    ev = encode_dataset(load_inputs(inputs), config, get_pipeline, model_id)
-    cal = calibration_report(ev, target, config.threshold)
+    with _failures_explained("calibrate"):
+        ev = encode_dataset(load_inputs(inputs), config, get_pipeline, model_id)
+        cal = calibration_report(ev, target, config.threshold)
     if write:
         if config.source is None:
             raise EvaluationInputError("no config file to write the threshold to")
         cal["written"] = str(config.source)
         cal["backup"] = str(write_threshold(Path(config.source), cal["threshold"]))
     return cal
+
+
+@contextmanager
+def _failures_explained(command: str) -> Iterator[None]:
+    """Running out of memory or disk is the size of the input meeting the machine, not a bug: said as
+    an input error (the CLI prints it as one, and exits 2) rather than a traceback."""
+    try:
+        yield
+    except MemoryError:
+        raise EvaluationInputError(f"{command} ran out of memory; give fewer photos, or a pairs file listing "
+                                   f"the pairs to verify") from None
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise EvaluationInputError(f"{command} could not read or write a file{where}: "
+                                   f"{exc.strerror or exc}") from None
