@@ -33,6 +33,8 @@ class ModelConfig:
     # Which runtime executes the network ("openvino" or "tensorflow") and its threads (0: one per core).
     runtime: str = "openvino"
     threads: int = 0
+    # A head trained by `facerec train` applied to every encoding (its folder or head.npz), or None.
+    head: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,10 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None, 
     return _build(raw, base=path.resolve().parent, source=path, env_keys=env_keys)
 
 
+def _optional_path(value: Any, base: Path) -> Path | None:
+    return _path(value, base) if value not in (None, "") else None
+
+
 def _set(tree: dict, dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split("__")
     for part in parents:
@@ -182,6 +188,7 @@ def _build(raw: dict, base: Path, source: Path, env_keys: list[str] | None = Non
                 flip=bool(model.pop("flip")),
                 runtime=str(model.pop("runtime", "openvino")),
                 threads=int(model.pop("threads", 0)),
+                head=_optional_path(model.pop("head", None), base),
             ),
             detect=bool(raw.pop("detect")),
             detection=DetectionConfig(

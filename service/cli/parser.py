@@ -43,7 +43,7 @@ class Commands:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from service.cli import audit, decide, enroll, keys, people, tools, upkeep
+    from service.cli import audit, decide, enroll, keys, people, tools, train, upkeep
 
     base = argparse.ArgumentParser(add_help=False)
     base.add_argument("--config", type=Path, help="config file (default: FACEREC_CONFIG or the project's config.yaml)")
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="facerec", description="Face verification and recognition with FaceNet.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = Commands(parser, base, detection)
-    for module in (enroll, decide, people, audit, upkeep, keys, tools):
+    for module in (enroll, decide, people, audit, upkeep, keys, tools, train):
         module.register(commands)
     return parser
 

@@ -20,6 +20,8 @@ from service.app.photos import Photo, single_faces
 from service.app.rules import DOMINANCE
 from service.config import Config
 from service.errors import FacerecError, ImageNotFound
+from service.pipeline.head import Head
+from service.pipeline.model_id import base_model_id
 from service.roster.codec import ENCODING_BYTES, encoding_from_bytes, encoding_to_bytes
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,9 @@ class Encoded:
 
 
 def cache_key(config: Config, model_id: str) -> str:
-    """The model id, the detection settings and the one-face rule: each changes which face, or which
-    crop, a photo gives."""
+    """The network's model id (a trained head is applied after the cache: one cache serves every head),
+    the detection settings and the one-face rule: each changes which face, or which crop, a photo gives."""
+    model_id = base_model_id(model_id)
     if not config.detect:
         return f"{model_id}|no-detect"
     det = config.detection
@@ -102,11 +105,12 @@ def photo_sha256(path: Path) -> str:
 
 
 def encode_photos(photos: Sequence[Path], get_pipeline: Callable[[], object], cache: EncodingCache, model: str,
-                  batch_size: int = 32, progress: bool = True) -> list[Encoded]:
+                  batch_size: int = 32, progress: bool = True, head: Head | None = None) -> list[Encoded]:
     """Each photo's encoding or refusal; only photos the cache lacks reach the pipeline.
 
     ``get_pipeline`` is called only when something must be encoded, so a fully cached run never loads
-    the model. Results are cached batch by batch: an interrupted run keeps what it did.
+    the model. Results are cached batch by batch: an interrupted run keeps what it did. The cache holds
+    the network's own encodings; ``head``, if given, is applied to what is returned.
     """
     from tqdm import tqdm
 
@@ -125,6 +129,8 @@ def encode_photos(photos: Sequence[Path], get_pipeline: Callable[[], object], ca
             todo[digest] = photo
     if todo:
         pipeline = get_pipeline()
+        if hasattr(pipeline, "without_head"):
+            pipeline = pipeline.without_head()
         items = list(todo.items())
         with tqdm(total=len(items), unit="photo", desc="encode", file=sys.stderr,
                   disable=None if progress else True) as bar:
@@ -144,7 +150,25 @@ def encode_photos(photos: Sequence[Path], get_pipeline: Callable[[], object], ca
         if result.message and PHOTO_PLACEHOLDER in result.message:
             result = Encoded(None, result.code, result.message.replace(PHOTO_PLACEHOLDER, f"'{photo}'"))
         results.append(result)
+    return _with_head(results, head) if head is not None else results
+
+
+def _with_head(results: list[Encoded], head: Head) -> list[Encoded]:
+    rows = [n for n, r in enumerate(results) if r.encoding is not None]
+    if not rows:
+        return results
+    mapped = head.apply(np.stack([results[n].encoding for n in rows]))
+    results = list(results)
+    for n, vector in zip(rows, mapped):
+        results[n] = Encoded(vector)
     return results
+
+
+def configured_head(config: Config) -> Head | None:
+    """The trained head the configuration selects, if any."""
+    from service.pipeline.head import load_head
+
+    return load_head(config.model.head) if config.model.head is not None else None
 
 
 def _encoded(photo: Photo, single) -> Encoded:

@@ -96,3 +96,35 @@ def _histograms(ax, pairs: PairDistances, threshold: float) -> None:
     ax.set_ylabel("density")
     ax.set_title("Pair distances")
     ax.legend(loc="upper left", fontsize="small")
+
+
+def write_side_by_side(panels: list[tuple[str, PairDistances]], threshold: float, folder: Path) -> list[Path]:
+    """The ROC and the histograms of several sets of pairs (e.g. before and after a trained head), each
+    figure with one panel per set, on the same axes' scales so they compare at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    paths = []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, draw in zip(figure_names(threshold), (_roc, _histograms)):
+            fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.4), dpi=100, squeeze=False)
+            try:
+                for ax, (title, pairs) in zip(axes[0], panels):
+                    draw(ax, pairs, threshold)
+                    ax.set_title(f"{title}: {ax.get_title()}")
+                if draw is _histograms:
+                    top = max(ax.get_ylim()[1] for ax in axes[0])
+                    for ax in axes[0]:
+                        ax.set_ylim(0, top)
+                fig.tight_layout()
+                fig.savefig(folder / name)
+            finally:
+                plt.close(fig)
+            paths.append(folder / name)
+    except OSError as exc:
+        raise EvaluationInputError(f"cannot write the figures to {folder}: {exc.strerror or exc}") from None
+    return paths

@@ -19,7 +19,7 @@ import numpy as np
 from service.config import Config, load_config
 from service.errors import EvaluationInputError, FacerecError
 from service.evaluation.datasets import Dataset, load_inputs
-from service.evaluation.encodings import Encoded, EncodingCache, cache_key, encode_photos
+from service.evaluation.encodings import Encoded, EncodingCache, cache_key, configured_head, encode_photos
 from service.evaluation.metrics import (
     THRESHOLD_DECIMALS, PairDistances, all_pair_distances, count_below, identification_report, pair_distances,
     rates, threshold_for_far, verification_report,
@@ -48,7 +48,7 @@ def encode_dataset(dataset: Dataset, config: Config, get_pipeline: Callable[[], 
         cache = EncodingCache(path)
         try:
             results = encode_photos(dataset.photos, get_pipeline, cache, cache_key(config, model_id),
-                                    config.model.batch_size, progress)
+                                    config.model.batch_size, progress, configured_head(config))
         finally:
             cache.close()
     except sqlite3.Error as exc:  # e.g. locked for longer than its timeout by another evaluation's writes

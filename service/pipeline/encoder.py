@@ -7,8 +7,9 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from service.pipeline.runtime import INPUT_SIZE, FaceNet
+from service.pipeline.head import Head
 from service.pipeline.model_id import encoding_model_id
+from service.pipeline.runtime import INPUT_SIZE, FaceNet
 
 NORMALIZATIONS = ("standardize", "divide255")
 
@@ -51,11 +52,12 @@ class Encoder:
     """Runs FaceNet in batches over aligned face crops."""
 
     def __init__(self, facenet: FaceNet, normalization: str = "standardize", batch_size: int = 32,
-                 flip: bool = False):
+                 flip: bool = False, head: Head | None = None):
         """``flip``: encode each crop and its mirror image and average the two (twice the compute).
 
         A face and its mirror are the same person; averaging cancels part of the network's left/right
         bias. Measured on real photos in README ("Input normalisation and alignment").
+        ``head``: a trained head (``facerec train``) applied to the network's encodings.
         """
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {normalization!r}; use one of {NORMALIZATIONS}")
@@ -63,14 +65,24 @@ class Encoder:
         self.normalization = normalization
         self.batch_size = batch_size
         self.flip = flip
+        self.head = head
 
     @property
     def model_id(self) -> str:
-        """Names weights and input handling: encodings made differently must not be compared."""
-        return encoding_model_id(self.facenet.model_id, self.normalization, self.flip)
+        """Names weights, input handling and head: encodings made differently must not be compared."""
+        return encoding_model_id(self.facenet.model_id, self.normalization, self.flip,
+                                 self.head.head_id if self.head else None)
+
+    def without_head(self) -> "Encoder":
+        """The same network giving its own encodings (what training and the evaluation cache use)."""
+        return Encoder(self.facenet, self.normalization, self.batch_size, self.flip)
 
     def encode(self, faces: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
         """(N, 128) float32 unit vectors, one per crop, in order."""
+        encodings = self._encode(faces)
+        return self.head.apply(encodings) if self.head is not None and len(encodings) else encodings
+
+    def _encode(self, faces: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
         if len(faces) == 0:
             return np.zeros((0, 128), dtype=np.float32)
         pixels = np.stack([as_pixels(f) for f in faces])

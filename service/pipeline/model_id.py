@@ -22,9 +22,14 @@ def weights_model_id(sha256: str) -> str:
     return f"{MODEL_NAME}@sha256:{sha256[:16]}"
 
 
-def encoding_model_id(weights_id: str, normalization: str, flip: bool) -> str:
-    """Names weights and input handling: encodings made differently must not be compared either."""
-    return f"{weights_id}/{normalization}{'+flip' if flip else ''}"
+def encoding_model_id(weights_id: str, normalization: str, flip: bool, head_id: str | None = None) -> str:
+    """Names weights, input handling and head: encodings made differently must not be compared either."""
+    return f"{weights_id}/{normalization}{'+flip' if flip else ''}{f'/{head_id}' if head_id else ''}"
+
+
+def base_model_id(model_id: str) -> str:
+    """The id of the network's own encodings, before any head (what evaluation and training cache)."""
+    return model_id.split("/head@", 1)[0]
 
 
 def configured_model_id(config) -> str:
@@ -34,4 +39,10 @@ def configured_model_id(config) -> str:
     weights = config.model.weights
     if not weights.is_file():
         raise ModelError(f"FaceNet weights not found at {weights}; run `make models` to fetch them")
-    return encoding_model_id(weights_model_id(file_sha256(weights)), config.model.normalization, config.model.flip)
+    head_id = None
+    if config.model.head is not None:
+        from service.pipeline.head import load_head
+
+        head_id = load_head(config.model.head).head_id
+    return encoding_model_id(weights_model_id(file_sha256(weights)), config.model.normalization, config.model.flip,
+                             head_id)

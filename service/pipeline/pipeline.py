@@ -17,6 +17,7 @@ from service.pipeline.decode import Source, load_for_detection, load_image
 from service.pipeline.detect import DetectedFace, FaceDetector, scale_face
 from service.pipeline.encoder import Encoder
 from service.pipeline.faces import AlignedFace, PhotoFaces
+from service.pipeline.head import load_head
 from service.pipeline.batching import BatchingEmbed
 from service.pipeline.runtime import INPUT_SIZE, load_facenet
 
@@ -32,6 +33,10 @@ class Pipeline:
     @property
     def model_id(self) -> str:
         return self.encoder.model_id
+
+    def without_head(self) -> "Pipeline":
+        """The same networks, giving the network's own encodings (no trained head)."""
+        return Pipeline(self.encoder.without_head(), self.detector, self.config)
 
     def locate(self, source: Source) -> PhotoFaces:
         """Every face in the photo with its aligned crop, most confident first (not yet encoded)."""
@@ -77,5 +82,6 @@ def build_pipeline(config: Config) -> Pipeline:
     facenet = load_facenet(model.weights, model.cache_dir, config.expected_sha256, model.runtime, model.threads)
     # Server threads encode at the same time: their faces share the network's runs (batching.py).
     facenet = replace(facenet, embed=BatchingEmbed(facenet.embed, max_rows=model.batch_size))
-    encoder = Encoder(facenet, model.normalization, model.batch_size, model.flip)
+    head = load_head(model.head) if model.head is not None else None
+    encoder = Encoder(facenet, model.normalization, model.batch_size, model.flip, head)
     return Pipeline(encoder, FaceDetector() if config.detect else None, config)

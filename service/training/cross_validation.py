@@ -1,0 +1,84 @@
+"""Honest numbers for a head: train on some folds of people, measure on the fold it never saw.
+
+For each fold, a head is trained on the other folds' people and measured on the fold's people,
+before (the network alone) and after (through the head): every pair of the fold's photos, and the
+fold's LFW pairs when a pairs file is given. The folds' held-out distances are pooled into one
+before/after report, as LFW's protocol pools its folds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from service.evaluation.metrics import PairDistances, all_pair_distances, count_below, pair_distances, rates, verification_report
+from service.training.head_training import HeadSettings, batch_loss, train_head
+
+
+@dataclass
+class Encodings:
+    """Usable photos' network encodings with their people and folds; ``pairs`` by fold, as row indices."""
+
+    vectors: np.ndarray
+    people: list[str]
+    folds: np.ndarray
+    pairs: dict[int, list[tuple[int, int, bool]]] | None = None
+    pairs_dropped: int = 0
+
+
+def cross_validate(data: Encodings, settings: HeadSettings, progress: bool = True) -> dict:
+    """Per-fold and pooled before/after reports (plain JSON types), and the pooled distances for figures."""
+    rows, pooled = [], {"all": ([], []), "lfw": ([], [])}
+    people = np.asarray(data.people, dtype=object)
+    for fold in sorted(set(data.folds.tolist())):
+        train, held = np.flatnonzero(data.folds != fold), np.flatnonzero(data.folds == fold)
+        trained = train_head(data.vectors[train], people[train].tolist(), settings, progress)
+        after = trained.head.apply(data.vectors)
+        row = {"fold": fold + 1, "train_people": len(set(people[train])), "held_out_people": len(set(people[held])),
+               "held_out_photos": len(held), "best_step": trained.best_step, "steps": trained.steps,
+               "loss_before": batch_loss(None, data.vectors[held], people[held].tolist(), settings),
+               "loss_after": batch_loss(trained.head, data.vectors[held], people[held].tolist(), settings)}
+        for name, before_after in (("all", _all_pairs(data, held, after)), ("lfw", _lfw_pairs(data, fold, after))):
+            if before_after is None:
+                continue
+            pooled[name][0].append(before_after[0])
+            pooled[name][1].append(before_after[1])
+            row[name] = {stage: {**rates(pairs, settings.threshold), "false_accepts": _false_accepts(pairs, settings.threshold),
+                                 "impostor_pairs": len(pairs.impostor)}
+                         for stage, pairs in zip(("before", "after"), before_after)}
+        rows.append(row)
+    report = {"folds": rows, "threshold": settings.threshold}
+    distances = {}
+    for name, (before, after) in pooled.items():
+        if before:
+            distances[name] = (_pool(before), _pool(after))
+            report[name] = {"before": verification_report(distances[name][0], settings.threshold),
+                            "after": verification_report(distances[name][1], settings.threshold)}
+    losses = [(r["loss_before"], r["loss_after"]) for r in rows if r["loss_before"] is not None]
+    report["loss"] = {"before": float(np.mean([b for b, _ in losses])) if losses else None,
+                      "after": float(np.mean([a for _, a in losses])) if losses else None}
+    return {"report": report, "distances": distances}
+
+
+def _all_pairs(data: Encodings, held: np.ndarray, after: np.ndarray) -> tuple[PairDistances, PairDistances]:
+    people = [data.people[n] for n in held]
+    return all_pair_distances(data.vectors[held], people), all_pair_distances(after[held], people)
+
+
+def _lfw_pairs(data: Encodings, fold: int, after: np.ndarray) -> tuple[PairDistances, PairDistances] | None:
+    if not data.pairs or not data.pairs.get(fold):
+        return None
+    first, second, same = (np.array(column) for column in zip(*data.pairs[fold]))
+    same = same.astype(bool)
+    return tuple(PairDistances.labelled(pair_distances(vectors, first, second), same)
+                 for vectors in (data.vectors, after))
+
+
+def _pool(parts: Sequence[PairDistances]) -> PairDistances:
+    return PairDistances.of(np.concatenate([p.genuine for p in parts]), np.concatenate([p.impostor for p in parts]))
+
+
+def _false_accepts(pairs: PairDistances, threshold: float) -> int:
+    return int(np.asarray(count_below(pairs.impostor, threshold)))

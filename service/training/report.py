@@ -1,0 +1,127 @@
+"""``facerec train``: encode labelled photos once (cached), cross-validate a head over folds of people,
+train the head on everyone, and save it with the record of how it was made."""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from service.config import Config
+from service.errors import EvaluationInputError
+from service.evaluation.encodings import EncodingCache, cache_key, encode_photos
+from service.pipeline.head import save_head
+from service.pipeline.model_id import base_model_id
+from service.training.cross_validation import Encodings, cross_validate
+from service.training.data import LabelledPhotos, load_labelled
+from service.training.head_training import HeadSettings, train_head
+
+
+def encode_labelled(data: LabelledPhotos, config: Config, get_pipeline: Callable[[], object], model_id: str,
+                    progress: bool = True) -> tuple[Encodings, list[dict]]:
+    """The network's own encodings of the usable photos (cached as ``evaluate`` caches them), and the
+    photos that could not be used."""
+    cache = EncodingCache(config.home / "cache" / "encodings.sqlite")
+    try:
+        results = encode_photos(data.photos, get_pipeline, cache, cache_key(config, model_id),
+                                config.model.batch_size, progress)
+    finally:
+        cache.close()
+    usable = [n for n, r in enumerate(results) if r.encoding is not None]
+    if not usable:
+        raise EvaluationInputError(f"none of the {len(data.photos)} photos could be used")
+    row = {n: m for m, n in enumerate(usable)}
+    pairs, dropped = None, 0
+    if data.pairs is not None:
+        pairs = {}
+        for fold, listed in data.pairs.items():
+            kept = [(row[a], row[b], same) for a, b, same in listed if a in row and b in row]
+            dropped += len(listed) - len(kept)
+            pairs[fold] = kept
+    people = [data.people[n] for n in usable]
+    encodings = Encodings(np.stack([results[n].encoding for n in usable]), people,
+                          np.array([data.folds[p] for p in people]), pairs, dropped)
+    refused = [{"photo": str(data.photos[n]), "person": data.people[n], "code": r.code, "message": r.message}
+               for n, r in enumerate(results) if r.encoding is None]
+    return encodings, refused
+
+
+def run_train(inputs: Sequence[Path], config: Config, get_pipeline: Callable[[], object], model_id: str,
+              out: Path, pairs: Path | None = None, folds: int = 5, settings: HeadSettings | None = None,
+              validate: bool = True, command: str = "", progress: bool = True) -> dict:
+    """Cross-validate (unless ``validate`` is false), train the head on every person, save it in ``out``."""
+    settings = settings or HeadSettings(threshold=config.threshold)
+    started = time.monotonic()
+    data = load_labelled(inputs, folds=folds, pairs=pairs)
+    encodings, refused = encode_labelled(data, config, get_pipeline, model_id, progress)
+    network_id = base_model_id(model_id)
+    record = {
+        "model_id": None, "network_model_id": network_id, "command": command, "seed": settings.seed,
+        "settings": settings.as_json(),
+        "data": {"sources": data.sources + ([str(pairs)] if pairs else []), "photos": len(data.photos),
+                 "usable": len(encodings.people), "people": len(set(encodings.people)), "folds": data.fold_count,
+                 "pairs_dropped": encodings.pairs_dropped, "refused": len(refused)},
+        "cross_validation": None,
+    }
+    out = Path(out)
+    if validate:
+        cv = cross_validate(encodings, settings, progress)
+        record["cross_validation"] = cv["report"]
+        from service.evaluation.figures import write_side_by_side
+
+        name = "lfw" if "lfw" in cv["distances"] else "all"
+        before, after = cv["distances"][name]
+        record["figures"] = [p.name for p in write_side_by_side(
+            [("network alone", before), ("with the head", after)], settings.threshold, out)]
+    trained = train_head(encodings.vectors, encodings.people, settings, progress)
+    record["final"] = {"best_step": trained.best_step, "steps": trained.steps, "history": trained.history}
+    record["model_id"] = f"{network_id}/{trained.head.head_id}"
+    record["trained_on"] = {"python": platform.python_version(), "seconds": round(time.monotonic() - started, 1)}
+    save_head(trained.head, out, record)
+    return {**record, "head_id": trained.head.head_id, "head": str(out), "refused_photos": refused}
+
+
+def format_training(result: dict) -> str:
+    """The before/after table of a training run, as text."""
+    data = result["data"]
+    lines = [f"trained on {', '.join(data['sources'])}: {data['usable']} of {data['photos']} photos usable, "
+             f"{data['people']} people in {data['folds']} folds",
+             f"head {result['head_id']} saved in {result['head']}", f"model {result['model_id']}"]
+    cv = result.get("cross_validation")
+    if cv:
+        lines += ["", f"cross-validated over {len(cv['folds'])} folds: each fold measured by a head trained "
+                      f"without its people; threshold {cv['threshold']:g}"]
+        for name, title in (("lfw", "LFW pairs of each held-out fold"), ("all", "every pair of each held-out fold")):
+            if name in cv:
+                lines += ["", title] + _table(cv[name]["before"], cv[name]["after"])
+        if cv["loss"]["before"] is not None:
+            lines.append(f"  {'triplet loss (held out)':<26}{cv['loss']['before']:>14.4f}{cv['loss']['after']:>10.4f}")
+        lines += ["", "  fold  people  steps  accuracy before -> after  false accepts"]
+        for row in cv["folds"]:
+            part = row.get("lfw") or row["all"]
+            lines.append(f"  {row['fold']:>4}  {row['held_out_people']:>6}  {row['best_step']:>5}  "
+                         f"{part['before']['accuracy']:>15.4f} -> {part['after']['accuracy']:.4f}  "
+                         f"{part['before']['false_accepts']} -> {part['after']['false_accepts']} "
+                         f"of {part['after']['impostor_pairs']}")
+    for name in result.get("figures", []):
+        lines.append(f"figure: {Path(result['head']) / name}")
+    return "\n".join(lines)
+
+
+def _table(before: dict, after: dict) -> list[str]:
+    def far_row(report, target):
+        return next(item for item in report["tar_at_far"] if item["far_target"] == target)
+
+    rows = [("pairs (genuine/impostor)", f"{before['genuine']}/{before['impostor']}", ""),
+            (f"accuracy at {before['threshold']:g}", f"{before['accuracy']:.4f}", f"{after['accuracy']:.4f}"),
+            (f"TAR at {before['threshold']:g}", f"{before['tar']:.4f}", f"{after['tar']:.4f}"),
+            (f"FAR at {before['threshold']:g}", f"{before['far']:.5f}", f"{after['far']:.5f}"),
+            ("best threshold", f"{before['best_threshold']:.3f}", f"{after['best_threshold']:.3f}"),
+            ("accuracy at best", f"{before['best_accuracy']:.4f}", f"{after['best_accuracy']:.4f}"),
+            ("ROC AUC", f"{before['auc']:.5f}", f"{after['auc']:.5f}"),
+            ("EER", f"{before['eer']:.4f}", f"{after['eer']:.4f}"),
+            ("TAR at FAR 1e-3", f"{far_row(before, 1e-3)['tar']:.4f}", f"{far_row(after, 1e-3)['tar']:.4f}")]
+    return [f"  {'':<26}{'before':>14}{'after':>10}"] + [f"  {a:<26}{b:>14}{c:>10}" for a, b, c in rows]
