@@ -219,7 +219,7 @@ def test_every_command_has_help_an_example_and_only_its_options():
                 yield from leaves(child, path + (name,))
 
     commands = dict(leaves(build_parser()))
-    assert len(commands) == 26
+    assert len(commands) == 27
     model_free = {("people", "list"), ("people", "show"), ("people", "export"), ("people", "remove"), ("faces", "list"),
                   ("faces", "remove"), ("db", "upgrade"), ("backup",), ("restore",), ("db", "import-crops"),
                   ("keys", "init"), ("keys", "add"), ("keys", "list"), ("keys", "revoke"), ("reindex",), ("serve",),

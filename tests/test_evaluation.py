@@ -50,6 +50,15 @@ class CountingPipeline:
         self.encoded += len(faces)
         return self.pipeline.encode(faces)
 
+    @property
+    def model_id(self):
+        return self.pipeline.model_id
+
+    def without_head(self):
+        """Evaluation caches the network's own encodings: count those."""
+        self.pipeline = self.pipeline.without_head()
+        return self
+
 
 def no_pipeline():
     raise AssertionError("the model was asked for although every photo should be cached")
@@ -184,7 +193,9 @@ def test_calibrated_threshold_meets_target_far(celeb):
 
 
 def test_calibrate_write_updates_a_copy_of_the_config(tmp_path, project_root, eval_config, pipeline, celebrity_dir,
-                                                      capsys):
+                                                      capsys, monkeypatch):
+    if eval_config.model.head is not None:  # the copy's relative paths would resolve beside it
+        monkeypatch.setenv("FACEREC_MODEL__HEAD", str(eval_config.model.head))
     config_file = tmp_path / "config.yaml"
     original = (project_root / "config.yaml").read_text()
     config_file.write_text(original)

@@ -116,7 +116,7 @@ def test_verify_true_and_false_claims(capsys, pipeline, home, celebrity_dir):
     code, out, _ = cli(capsys, pipeline, home, "verify", probe, "jerry_seinfeld", "--json")
     assert code == EXIT_MATCH and answer(out)["match"] is True
     code, out, _ = cli(capsys, pipeline, home, "verify", probe, "madonna", "--json")
-    assert code == EXIT_NO_MATCH and answer(out)["distance"] > 1.0
+    assert code == EXIT_NO_MATCH and answer(out)["distance"] > 0.8  # the threshold (0.7) and then some
     code, out, _ = cli(capsys, pipeline, home, "verify", probe, "nobody", "--json")
     assert code == EXIT_INPUT_ERROR and json.loads(out)["error"]["code"] == "unknown_person"
 

@@ -7,6 +7,7 @@ A bounded number of examples and a fixed seed keep the run short and the same on
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -24,6 +25,8 @@ EXAMPLES = "40"
 # request with a random file is rightly refused (415, 422); schemathesis's positive_data_acceptance
 # check would call that a mismatch, so these run without it.
 PHOTO_OPERATIONS = r"^/v1/(verify|identify|people/\{person_id\}/faces)$"
+HERE = Path(__file__).resolve().parent
+CONFIG = HERE / "schemathesis.toml"
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +45,12 @@ def server(tmp_path_factory, project_root, celebrity_dir):
 
 def schemathesis(base: str, key: str, *options: str) -> tuple[int, int]:
     """Run it; (operations tested, test cases generated). Fails with its report when anything failed."""
-    command = [str(Path(sys.executable).parent / "schemathesis"), "run", f"{base}/openapi.json",
+    command = [str(Path(sys.executable).parent / "schemathesis"), "--config-file", str(CONFIG), "run", f"{base}/openapi.json",
                "--header", f"X-API-Key: {key}", "--max-examples", EXAMPLES, "--seed", SEED, "--workers", "1",
                "--exclude-path", "/metrics", *options]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 0, done.stdout[-6000:]
     tested = re.search(r"Tested: (\d+)", done.stdout)
     generated = re.search(r"(\d+) generated, (\d+) passed", done.stdout)

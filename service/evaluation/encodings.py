@@ -131,6 +131,10 @@ def encode_photos(photos: Sequence[Path], get_pipeline: Callable[[], object], ca
         pipeline = get_pipeline()
         if hasattr(pipeline, "without_head"):
             pipeline = pipeline.without_head()
+        made_by = getattr(pipeline, "model_id", None)
+        if made_by is not None and base_model_id(made_by) != made_by:
+            # The cache is keyed by the network's id: a head's encodings in it would be headed twice.
+            raise ValueError(f"encode_photos needs the network's own encodings, got {made_by}")
         items = list(todo.items())
         with tqdm(total=len(items), unit="photo", desc="encode", file=sys.stderr,
                   disable=None if progress else True) as bar:

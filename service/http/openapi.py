@@ -38,6 +38,9 @@ def _ok(description: str, schema: str | None = None) -> dict:
 def _op(summary: str, responses: dict, *, tag: str, secured: bool = True, body: dict | None = None,
         params: list | None = None) -> dict:
     op = {"summary": summary, "tags": [tag], "responses": responses}
+    # Answered by the server before any endpoint runs (gunicorn's request-line and header limits).
+    responses.setdefault("414", _error("the request line (path and query) is over 4,094 bytes"))
+    responses.setdefault("431", _error("a header, or all headers together, over the server's limit"))
     if secured:
         op["security"] = [{"apiKey": []}]
         responses.setdefault("400", _error("a malformed request: a parameter or field out of its bounds"))

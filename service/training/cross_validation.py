@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from service.evaluation.metrics import PairDistances, all_pair_distances, count_below, pair_distances, rates, verification_report
+from service.evaluation.metrics import PairDistances, all_pair_distances, best_threshold, count_below, pair_distances, rates, verification_report
 from service.training.head_training import HeadSettings, batch_loss, train_head
 
 
@@ -56,10 +56,28 @@ def cross_validate(data: Encodings, settings: HeadSettings, progress: bool = Tru
             distances[name] = (_pool(before), _pool(after))
             report[name] = {"before": verification_report(distances[name][0], settings.threshold),
                             "after": verification_report(distances[name][1], settings.threshold)}
+            if len(before) > 1:
+                for stage, parts in (("before", before), ("after", after)):
+                    if (accuracy := protocol_accuracy(parts)) is not None:
+                        report[name][stage]["protocol_accuracy"] = accuracy
     losses = [(r["loss_before"], r["loss_after"]) for r in rows if r["loss_before"] is not None]
     report["loss"] = {"before": float(np.mean([b for b, _ in losses])) if losses else None,
                       "after": float(np.mean([a for _, a in losses])) if losses else None}
     return {"report": report, "distances": distances}
+
+
+def protocol_accuracy(folds: Sequence[PairDistances]) -> dict | None:
+    """LFW's protocol: each fold decided at the threshold best on the other folds; the mean and the
+    standard error of the folds' accuracies (None when a fold or its complement lacks a class)."""
+    accuracies = []
+    for n, fold in enumerate(folds):
+        others = _pool([f for m, f in enumerate(folds) if m != n])
+        if min(len(others.genuine), len(others.impostor), len(fold.genuine), len(fold.impostor)) == 0:
+            return None
+        threshold, _ = best_threshold(others)
+        accuracies.append(rates(fold, threshold)["accuracy"])
+    return {"mean": float(np.mean(accuracies)), "standard_error": float(np.std(accuracies, ddof=1) / np.sqrt(len(accuracies))),
+            "folds": accuracies}
 
 
 def _all_pairs(data: Encodings, held: np.ndarray, after: np.ndarray) -> tuple[PairDistances, PairDistances]:

@@ -132,7 +132,7 @@ def train_head(vectors: np.ndarray, people: Sequence[str], settings: HeadSetting
             idx, labels = next(source)
             recent.append(float(step(tf.constant(idx), tf.constant(labels))))
             bar.update(1)
-            if done % settings.check_every:
+            if done % settings.check_every and done < settings.max_steps:
                 continue
             check = {"step": done, "train_loss": float(np.mean(recent)), "holdout_loss": held_loss()}
             history.append(check)
@@ -145,7 +145,10 @@ def train_head(vectors: np.ndarray, people: Sequence[str], settings: HeadSetting
                 waited += 1
                 if waited >= settings.patience:
                     break
-    return TrainedHead(Head(best[2].astype(np.float32), best[3].astype(np.float32)), best[1], done, history)
+    head = Head(best[2].astype(np.float32), best[3].astype(np.float32))
+    if not (np.isfinite(head.weight).all() and np.isfinite(head.bias).all()):
+        raise EvaluationInputError("training diverged (the head's numbers are not finite); lower the learning rate")
+    return TrainedHead(head, best[1], done, history)
 
 
 def _fixed_batches(rows: np.ndarray, people: Sequence[str], settings: HeadSettings, count: int = 8):

@@ -62,7 +62,7 @@ def run_train(inputs: Sequence[Path], config: Config, get_pipeline: Callable[[],
         "model_id": None, "network_model_id": network_id, "command": command, "seed": settings.seed,
         "settings": settings.as_json(),
         "data": {"sources": data.sources + ([str(pairs)] if pairs else []), "photos": len(data.photos),
-                 "usable": len(encodings.people), "people": len(set(encodings.people)), "folds": data.fold_count,
+                 "usable": len(encodings.people), "people": len(set(encodings.people)), "folds": len(set(encodings.folds.tolist())),
                  "pairs_dropped": encodings.pairs_dropped, "refused": len(refused)},
         "cross_validation": None,
     }
@@ -98,7 +98,7 @@ def format_training(result: dict) -> str:
             if name in cv:
                 lines += ["", title] + _table(cv[name]["before"], cv[name]["after"])
         if cv["loss"]["before"] is not None:
-            lines.append(f"  {'triplet loss (held out)':<26}{cv['loss']['before']:>14.4f}{cv['loss']['after']:>10.4f}")
+            lines.append(f"  {'triplet loss (held out)':<26}{cv['loss']['before']:>16.4f}{cv['loss']['after']:>16.4f}")
         lines += ["", "  fold  people  steps  accuracy before -> after  false accepts"]
         for row in cv["folds"]:
             part = row.get("lfw") or row["all"]
@@ -124,4 +124,10 @@ def _table(before: dict, after: dict) -> list[str]:
             ("ROC AUC", f"{before['auc']:.5f}", f"{after['auc']:.5f}"),
             ("EER", f"{before['eer']:.4f}", f"{after['eer']:.4f}"),
             ("TAR at FAR 1e-3", f"{far_row(before, 1e-3)['tar']:.4f}", f"{far_row(after, 1e-3)['tar']:.4f}")]
-    return [f"  {'':<26}{'before':>14}{'after':>10}"] + [f"  {a:<26}{b:>14}{c:>10}" for a, b, c in rows]
+    if "protocol_accuracy" in before:
+        rows.append(("accuracy, other folds' best", _mean_se(before["protocol_accuracy"]), _mean_se(after["protocol_accuracy"])))
+    return [f"  {'':<26}{'before':>16}{'after':>16}"] + [f"  {a:<26}{b:>16}{c:>16}" for a, b, c in rows]
+
+
+def _mean_se(accuracy: dict) -> str:
+    return f"{accuracy['mean']:.4f}+-{accuracy['standard_error']:.4f}"
