@@ -23,28 +23,7 @@ def figure_names(threshold: float) -> tuple[str, str]:
 
 def write_figures(pairs: PairDistances, threshold: float, folder: Path) -> list[Path]:
     """Draw both figures into ``folder`` and return their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # selected here, not at import: no display needed, and nobody else's backend changed
-    import matplotlib.pyplot as plt
-
-    folder = Path(folder)
-    roc_name, hist_name = figure_names(threshold)
-    paths = []
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, draw in ((roc_name, _roc), (hist_name, _histograms)):
-            fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
-            try:
-                draw(ax, pairs, threshold)
-                fig.tight_layout()
-                fig.savefig(folder / name)
-            finally:
-                plt.close(fig)
-            paths.append(folder / name)
-    except OSError as exc:
-        raise EvaluationInputError(f"cannot write the figures to {folder}: {exc.strerror or exc}") from None
-    return paths
+    return write_side_by_side([(None, pairs)], threshold, folder)
 
 
 def roc_cuts(pairs: PairDistances, points: int = ROC_POINTS) -> np.ndarray:
@@ -98,12 +77,12 @@ def _histograms(ax, pairs: PairDistances, threshold: float) -> None:
     ax.legend(loc="upper left", fontsize="small")
 
 
-def write_side_by_side(panels: list[tuple[str, PairDistances]], threshold: float, folder: Path) -> list[Path]:
-    """The ROC and the histograms of several sets of pairs (e.g. before and after a trained head), each
-    figure with one panel per set, on the same axes' scales so they compare at a glance."""
+def write_side_by_side(panels: list[tuple[str | None, PairDistances]], threshold: float, folder: Path) -> list[Path]:
+    """The ROC and the histograms of one or several sets of pairs (e.g. before and after a trained
+    head), each figure with one panel per set (titled by its name), histograms on one density scale."""
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # selected here, not at import: no display needed, and nobody else's backend changed
     import matplotlib.pyplot as plt
 
     folder = Path(folder)
@@ -115,7 +94,8 @@ def write_side_by_side(panels: list[tuple[str, PairDistances]], threshold: float
             try:
                 for ax, (title, pairs) in zip(axes[0], panels):
                     draw(ax, pairs, threshold)
-                    ax.set_title(f"{title}: {ax.get_title()}")
+                    if title:
+                        ax.set_title(f"{title}: {ax.get_title()}")
                 if draw is _histograms:
                     top = max(ax.get_ylim()[1] for ax in axes[0])
                     for ax in axes[0]:
