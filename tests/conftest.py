@@ -72,10 +72,10 @@ def pipeline(config, facenet, detector):
     """The default pipeline (MTCNN detection, alignment, configured normalisation and head) on the
     shared model."""
     from service.pipeline.encoder import Encoder
-    from service.pipeline.head import load_head
+    from service.pipeline.head import configured_head
     from service.pipeline.pipeline import Pipeline
 
-    head = load_head(config.model.head) if config.model.head is not None else None
+    head = configured_head(config)
     return Pipeline(Encoder(facenet, config.model.normalization, config.model.batch_size,
                             config.model.flip, head), detector, config)
 

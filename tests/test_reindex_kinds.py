@@ -28,7 +28,7 @@ PEOPLE, PER_PERSON = 120, 5
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """A data home holding 600 synthetic faces of 120 people (P000...), saved as a flat index."""
-    monkeypatch.setattr("service.pipeline.model_id.configured_model_id", lambda config: MODEL)
+    monkeypatch.setattr("service.pipeline.model_id.configured_model_id", lambda config, head=None: MODEL)
     home = tmp_path / "home"
     roster = Roster(load_config(home=str(home), env={}), MODEL)
     crop = Image.new("RGB", (8, 8))

@@ -55,6 +55,39 @@ def test_openvino_encodes_real_faces_as_tensorflow_does(runtimes, celebrity_crop
     assert aucs["openvino"] == pytest.approx(aucs["tensorflow"], abs=1e-6) and aucs["openvino"] > 0.99
 
 
+def _has_bf16() -> bool:
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def test_bfloat16_is_close_to_fp32_but_carries_its_own_model_id(runtimes, celebrity_crops, config):
+    if not _has_bf16():
+        with pytest.raises(ModelError, match="bfloat16 units"):
+            load_facenet(config.model.weights, config.model.cache_dir, config.expected_sha256, "openvino",
+                         precision="bf16")
+        return
+    bf16 = load_facenet(config.model.weights, config.model.cache_dir, config.expected_sha256, "openvino",
+                        precision="bf16")
+    assert bf16.model_id == runtimes["openvino"].model_id + "+bf16"
+    crops, people = celebrity_crops
+    encoded = [Encoder(net, config.model.normalization, config.model.batch_size, config.model.flip).encode(crops)
+               for net in (runtimes["openvino"], bf16)]
+    apart = np.linalg.norm(encoded[0] - encoded[1], axis=1)
+    # Not fp32's answer (so not the same model id), but within what bench/bf16_accuracy.py measured on LFW.
+    assert 1e-4 < apart.max() < 0.04, apart.max()
+    same = np.equal.outer(people, people)[np.triu_indices(len(people), 1)]
+    aucs = [roc_auc_score(same, -np.linalg.norm(v[:, None] - v[None], axis=2)[np.triu_indices(len(people), 1)])
+            for v in encoded]
+    assert aucs[1] == pytest.approx(aucs[0], abs=1e-3)
+
+
+def test_bfloat16_is_refused_where_it_cannot_run(config):
+    with pytest.raises(ModelError, match="openvino"):
+        load_facenet(config.model.weights, config.model.cache_dir, config.expected_sha256, "tensorflow",
+                     precision="bf16")
+
+
 def test_single_faces_and_batches_agree(runtimes):
     """Batch 1 and batch 32 take different kernels; a face's encoding must not depend on its company."""
     batch = np.random.default_rng(5).normal(size=(32, 160, 160, 3)).astype(np.float32)

@@ -48,7 +48,8 @@ def test_folders_get_folds_by_name_and_malformed_lists_are_refused(tmp_path, cel
     again = load_labelled([celebrity_dir / "train", celebrity_dir / "val"], folds=3)
     assert first.folds == {p: again.folds[p] for p in first.folds}  # a person's fold is theirs alone
     bad = tmp_path / "people.txt"
-    for text in ("two\n", "2\n1\nAlice\n", "1\n1\nAlice x\n"):
+    for text in ("two\n", "2\n1\nAlice\n", "1\n1\nAlice x\n", "1\n2\nAlice 1\nAlice 2\n", "1\n3\nAlice 1\n",
+                 "1\n1\nAlice 999999999\n"):
         bad.write_text(text)
         with pytest.raises(EvaluationInputError):
             load_labelled([bad])
@@ -168,13 +169,29 @@ def test_a_missing_or_malformed_head_is_a_clear_model_error(tmp_path):
     (tmp_path / "head.npz").write_bytes(b"not a zip")
     with pytest.raises(ModelError, match="unreadable"):
         load_head(tmp_path)
+    save_head(Head(np.eye(128, dtype=np.float32), np.zeros(128, np.float32)), tmp_path, {})
+    whole = (tmp_path / "head.npz").read_bytes()
+    for cut in (len(whole) // 2, len(whole) - 30):  # a copy that stopped short
+        (tmp_path / "head.npz").write_bytes(whole[:cut])
+        with pytest.raises(ModelError, match="unreadable"):
+            load_head(tmp_path)
 
 
-def test_the_shipped_head_is_the_one_its_record_describes(config):
-    if config.model.head is None:
-        pytest.skip("no head configured")
-    head = load_head(config.model.head)
-    record = json.loads((Path(config.model.head) / "training.json").read_text())
+def test_a_head_trained_on_another_network_is_refused(tmp_path, config):
+    from service.pipeline.head import configured_head
+
+    save_head(Head(np.eye(128, dtype=np.float32), np.zeros(128, np.float32)), tmp_path / "h",
+              {"network_model_id": "facenet-keras-inception-resnet-v1@sha256:6acdd8fb3a3fb2b5/divide255"})
+    odd = replace(config, model=replace(config.model, head=tmp_path / "h", normalization="standardize"))
+    with pytest.raises(ModelError, match="trained on encodings of"):
+        configured_head(odd)
+    assert configured_head(replace(odd, model=replace(odd.model, normalization="divide255", flip=False))) is not None
+
+
+def test_the_shipped_head_is_the_one_its_record_describes(project_root):
+    shipped = project_root / "models" / "heads" / "lfw-folds-1-5"
+    head = load_head(shipped)
+    record = json.loads((shipped / "training.json").read_text())
     assert record["sha256"] == head.sha256 and record["model_id"].endswith(head.head_id)
     assert record["command"].startswith("facerec train") and record["seed"] == 0
 
@@ -198,6 +215,43 @@ def test_train_command_saves_a_head_with_its_record(tmp_path, celebrity_dir, pip
     assert all((out / name).is_file() for name in record["figures"])
     code = main(["train", str(tmp_path / "absent"), "--out", str(out), "--json"], pipeline=pipeline)
     assert code == 2 and json.loads(capsys.readouterr().out)["error"]["code"]
+    (tmp_path / "a-file").write_text("")
+    code = main(["train", str(celebrity_dir / "train"), "--out", str(tmp_path / "a-file" / "head"), "--json"],
+                pipeline=pipeline)
+    assert code == 2 and "--out" in json.loads(capsys.readouterr().out)["error"]["message"]
+
+
+def test_train_needs_no_configured_head_and_never_overwrites_it(tmp_path, celebrity_dir, pipeline, monkeypatch,
+                                                              capsys):
+    from service.cli import main
+
+    monkeypatch.setenv("FACEREC_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FACEREC_MODEL__HEAD", str(tmp_path / "live-head"))  # configured, and absent
+    code = main(["train", str(celebrity_dir / "train"), "--out", str(tmp_path / "live-head"), "--json"],
+                pipeline=pipeline)
+    assert code == 2 and "configured head" in json.loads(capsys.readouterr().out)["error"]["message"]
+    code = main(["train", str(celebrity_dir / "train"), str(celebrity_dir / "val"), "--out", str(tmp_path / "new"),
+                 "--no-cross-validation", "--max-steps", "100", "--json"])  # loads its own, head-less network
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0, result
+    assert "/head@" not in result["network_model_id"] and (tmp_path / "new" / "head.npz").is_file()
+
+
+def test_a_fold_of_one_photo_does_not_sink_the_report(tmp_path, monkeypatch):
+    from service.training import cross_validation
+    from service.training.head_training import HeadSettings
+
+    vectors, names = synthetic(120)
+    folds = np.array([int(name[1:]) % 2 for name in names])
+    vectors, names, folds = np.vstack([vectors, vectors[:1]]), names + ["loner"], np.append(folds, 2)
+    data = cross_validation.Encodings(vectors, names, folds)
+    report = cross_validation.cross_validate(data, HeadSettings(**SMALL), progress=False)["report"]
+    assert "all" not in report["folds"][2] and report["all"]["after"]["pairs"] > 0
+    from service.pipeline.head import save_head as save
+
+    save(Head(np.eye(128, dtype=np.float32), np.zeros(128, np.float32)), tmp_path, {"report": report,
+                                                                                     "nan": float("nan")})
+    assert json.loads((tmp_path / "training.json").read_text(), parse_constant=lambda c: 1 / 0)["nan"] is None
 
 
 def test_reembed_moves_a_roster_onto_a_new_head(tmp_path, config, pipeline, celebrity_dir, make_core):

@@ -34,6 +34,7 @@ class Facerec:
 
         self.config = config
         self._pipeline = pipeline
+        self._head: tuple | None = None  # (Head or None,): read once, so the model id and the encoder agree
         self._roster: Roster | None = None
         self._persist_index = persist_index
         self._announce = announce or (lambda message: None)
@@ -56,7 +57,7 @@ class Facerec:
             self._announce("loading the face model (FaceNet and MTCNN; the first start also converts the "
                            "weights)...")
             started = time.monotonic()
-            self._pipeline = build_pipeline(self.config)
+            self._pipeline = build_pipeline(self.config, self.head)
             self._announce(f"model loaded in {time.monotonic() - started:.1f} s")
         return self._pipeline
 
@@ -71,7 +72,17 @@ class Facerec:
             return self._pipeline.model_id
         from service.pipeline.model_id import configured_model_id
 
-        return configured_model_id(self.config)
+        return configured_model_id(self.config, self.head)
+
+    @property
+    def head(self):
+        """The configured trained head (None without one), read once for the life of this core: a
+        head file replaced meanwhile must not give encodings under the id of the one read first."""
+        if self._head is None:
+            from service.pipeline.head import configured_head
+
+            self._head = (configured_head(self.config),)
+        return self._head[0]
 
     @property
     def roster(self) -> Roster:

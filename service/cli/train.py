@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from service.cli.parser import Commands, positive_int
+from service.errors import UsageError
 
 
 def register(commands: Commands) -> None:
@@ -34,10 +35,18 @@ def train(args, core, out) -> int:
     from service.training.head_training import HeadSettings
     from service.training.report import format_training, run_train
 
+    from service.pipeline.model_id import configured_model_id
+    from service.pipeline.pipeline import build_pipeline
+
     settings = replace(HeadSettings(threshold=core.config.threshold), seed=args.seed, max_steps=args.max_steps)
-    # The network's own encodings are trained on: a head already configured must not be stacked on.
+    # The network's own encodings are trained on: a configured head is neither needed (even when its
+    # file is missing) nor stacked on.
     config = replace(core.config, model=replace(core.config.model, head=None))
-    result = run_train(args.inputs, config, lambda: core.pipeline.without_head(), core.model_id, args.out,
+    if core.config.model.head is not None and args.out.resolve() == core.config.model.head.resolve():
+        raise UsageError(f"--out {args.out} is the configured head (model.head), which servers may be using: "
+                         "train into another folder, then point model.head at it")
+    get_pipeline = (lambda: core.pipeline.without_head()) if core.model_loaded else (lambda: build_pipeline(config))
+    result = run_train(args.inputs, config, get_pipeline, configured_model_id(config), args.out,
                        pairs=args.pairs, folds=args.folds, settings=settings,
                        validate=not args.no_cross_validation, command=shlex.join(["facerec", *sys.argv[1:]]))
     out.document(result, format_training(result))

@@ -168,13 +168,6 @@ def _with_head(results: list[Encoded], head: Head) -> list[Encoded]:
     return results
 
 
-def configured_head(config: Config) -> Head | None:
-    """The trained head the configuration selects, if any."""
-    from service.pipeline.head import load_head
-
-    return load_head(config.model.head) if config.model.head is not None else None
-
-
 def _encoded(photo: Photo, single) -> Encoded:
     if isinstance(single, FacerecError):
         # Stored without the path: the same bytes may come back under another name.

@@ -348,7 +348,7 @@ def identification_report(vectors: np.ndarray, people: Sequence[str], threshold:
     if not probes:
         return None
     held = _strangers(sorted(counts), strangers, seed)
-    enrolled = np.array([p not in held for p in people])
+    enrolled = np.array([held is None or p not in held for p in people])
     vectors = np.asarray(vectors, np.float64)
     ranks, open_set = [], {"let_in": 0, "stranger_probes": 0, "refused": 0, "enrolled_probes": 0, "wrong": 0}
     for i, person in enumerate(people):

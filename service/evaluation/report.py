@@ -18,8 +18,9 @@ import numpy as np
 
 from service.config import Config, load_config
 from service.errors import EvaluationInputError, FacerecError
+from service.pipeline.head import configured_head
 from service.evaluation.datasets import Dataset, load_inputs
-from service.evaluation.encodings import Encoded, EncodingCache, cache_key, configured_head, encode_photos
+from service.evaluation.encodings import Encoded, EncodingCache, cache_key, encode_photos
 from service.evaluation.metrics import (
     THRESHOLD_DECIMALS, PairDistances, all_pair_distances, count_below, identification_report, pair_distances,
     rates, threshold_for_far, verification_report,

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,11 +68,33 @@ def load_head(location: Path) -> Head:
     except FileNotFoundError:
         raise ModelError(f"encoding head not found at {path} (model.head in the config; "
                          "train one with `facerec train`, or set model.head to \"\" for none)") from None
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ModelError(f"encoding head {path} is unreadable: {exc}") from None
     if weight.shape != (SIZE, SIZE) or bias.shape != (SIZE,) or not (np.isfinite(weight).all() and np.isfinite(bias).all()):
         raise ModelError(f"encoding head {path} must hold a finite {SIZE}x{SIZE} weight and a {SIZE} bias")
     return Head(weight, bias)
+
+
+def configured_head(config) -> Head | None:
+    """The head ``model.head`` names, checked against the network it was trained on: a head trained
+    on another network's encodings (other weights, normalisation, flip or precision) means nothing
+    on these, so it is refused rather than applied."""
+    if config.model.head is None:
+        return None
+    head = load_head(config.model.head)
+    record = head_path(config.model.head).with_name(RECORD_FILE)
+    try:
+        trained_on = json.loads(record.read_text()).get("network_model_id")
+    except (OSError, ValueError, AttributeError):
+        trained_on = None  # a head without its record (made by hand): nothing to check it against
+    if trained_on:
+        from service.pipeline.model_id import makes_encodings_of
+
+        if not makes_encodings_of(config, trained_on):
+            raise ModelError(f"encoding head {head_path(config.model.head)} was trained on encodings of {trained_on}, "
+                             "which this configuration does not make (weights, normalization or flip differ); "
+                             "train a head for it, or set model.head to \"\"")
+    return head
 
 
 def save_head(head: Head, folder: Path, record: dict) -> Path:
@@ -78,9 +102,21 @@ def save_head(head: Head, folder: Path, record: dict) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     _atomic_write(folder / HEAD_FILE, lambda handle: np.savez(handle, weight=head.weight, bias=head.bias))
-    text = json.dumps({"head_id": head.head_id, "sha256": head.sha256, **record}, indent=2) + "\n"
+    text = json.dumps(_finite({"head_id": head.head_id, "sha256": head.sha256, **record}), indent=2,
+                      allow_nan=False) + "\n"
     _atomic_write(folder / RECORD_FILE, lambda handle: handle.write(text.encode()))
     return folder / HEAD_FILE
+
+
+def _finite(value):
+    """NaN and infinities (a rate over no pairs) as null: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _atomic_write(target: Path, write) -> None:

@@ -17,9 +17,10 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def weights_model_id(sha256: str) -> str:
-    """Names network and weights: encodings of different weights must never be compared."""
-    return f"{MODEL_NAME}@sha256:{sha256[:16]}"
+def weights_model_id(sha256: str, precision: str = "fp32") -> str:
+    """Names network, weights and arithmetic: encodings of different weights must never be compared,
+    and bfloat16 moves encodings by up to ~0.02, beyond what fp32 runtimes differ by (1e-4)."""
+    return f"{MODEL_NAME}@sha256:{sha256[:16]}{'+bf16' if precision == 'bf16' else ''}"
 
 
 def encoding_model_id(weights_id: str, normalization: str, flip: bool, head_id: str | None = None) -> str:
@@ -32,7 +33,18 @@ def base_model_id(model_id: str) -> str:
     return model_id.split("/head@", 1)[0]
 
 
-def configured_model_id(config) -> str:
+def makes_encodings_of(config, model_id: str) -> bool:
+    """Whether this configuration's network makes the encodings ``model_id`` names, precision aside
+    (bfloat16 encodings are within 0.03 of fp32's: a head trained on one serves the other)."""
+    handling = f"/{config.model.normalization}{'+flip' if config.model.flip else ''}"
+    network = base_model_id(model_id).replace("+bf16", "")
+    if not network.endswith(handling):
+        return False
+    sha = config.expected_sha256  # the shipped weights' hash, known without reading them
+    return sha is None or f"@sha256:{sha[:16]}/" in network
+
+
+def configured_model_id(config, head=None) -> str:
     """The id the configured pipeline stamps on its encodings (hashes the weights file, ~0.1 s)."""
     from service.errors import ModelError
 
@@ -40,9 +52,12 @@ def configured_model_id(config) -> str:
     if not weights.is_file():
         raise ModelError(f"FaceNet weights not found at {weights}; run `make models` to fetch them")
     head_id = None
-    if config.model.head is not None:
-        from service.pipeline.head import load_head
+    if head is not None:
+        head_id = head.head_id
+    elif config.model.head is not None:
+        from service.pipeline.head import configured_head
 
-        head_id = load_head(config.model.head).head_id
-    return encoding_model_id(weights_model_id(file_sha256(weights)), config.model.normalization, config.model.flip,
+        head_id = configured_head(config).head_id
+    return encoding_model_id(weights_model_id(file_sha256(weights), config.model.precision),
+                             config.model.normalization, config.model.flip,
                              head_id)

@@ -17,7 +17,7 @@ from service.pipeline.decode import Source, load_for_detection, load_image
 from service.pipeline.detect import DetectedFace, FaceDetector, scale_face
 from service.pipeline.encoder import Encoder
 from service.pipeline.faces import AlignedFace, PhotoFaces
-from service.pipeline.head import load_head
+from service.pipeline.head import configured_head
 from service.pipeline.batching import BatchingEmbed
 from service.pipeline.runtime import INPUT_SIZE, load_facenet
 
@@ -76,12 +76,14 @@ class Pipeline:
         return self.encode(self.locate(source).faces)
 
 
-def build_pipeline(config: Config) -> Pipeline:
+def build_pipeline(config: Config, head=None) -> Pipeline:
     """Load the networks the configuration asks for (seconds: do it once per process)."""
     model = config.model
-    facenet = load_facenet(model.weights, model.cache_dir, config.expected_sha256, model.runtime, model.threads)
+    facenet = load_facenet(model.weights, model.cache_dir, config.expected_sha256, model.runtime, model.threads,
+                           model.precision)
     # Server threads encode at the same time: their faces share the network's runs (batching.py).
     facenet = replace(facenet, embed=BatchingEmbed(facenet.embed, max_rows=model.batch_size))
-    head = load_head(model.head) if model.head is not None else None
+    if head is None and model.head is not None:
+        head = configured_head(config)
     encoder = Encoder(facenet, model.normalization, model.batch_size, model.flip, head)
     return Pipeline(encoder, FaceDetector() if config.detect else None, config)

@@ -49,13 +49,17 @@ class FaceNet:
 
 
 def load_facenet(weights: Path, cache_dir: Path | None = None, expected_sha256: str | None = None,
-                 runtime: str = "tensorflow", threads: int = 0) -> FaceNet:
+                 runtime: str = "tensorflow", threads: int = 0, precision: str = "fp32") -> FaceNet:
     """Load FaceNet from the published h5 for ``runtime``, through the converted caches when present.
 
-    ``threads``: CPU threads for one inference (0: the runtime's choice, one per core).
+    ``threads``: CPU threads for one inference (0: the runtime's choice, one per core). ``precision``
+    "bf16": OpenVINO computes in bfloat16 (a CPU with bfloat16 units only; its own model id).
     """
     if runtime not in RUNTIMES:
         raise ModelError(f"unknown model runtime {runtime!r}; use one of {RUNTIMES}")
+    if precision not in ("fp32", "bf16") or (precision == "bf16" and runtime != "openvino"):
+        raise ModelError(f"precision {precision!r} is not available with the {runtime} runtime "
+                         "(fp32 everywhere; bf16 with openvino)")
     weights = Path(weights)
     if not weights.is_file():
         raise ModelError(f"FaceNet weights not found at {weights}; run `make models` to fetch them")
@@ -67,10 +71,10 @@ def load_facenet(weights: Path, cache_dir: Path | None = None, expected_sha256: 
         atexit.register(shutil.rmtree, cache_dir, ignore_errors=True)
     cache_dir = Path(cache_dir)
     if runtime == "openvino":
-        embed = _openvino_runner(weights, sha, cache_dir, threads)
+        embed = _openvino_runner(weights, sha, cache_dir, threads, precision)
     else:
         embed = _tensorflow_runner(weights, sha, cache_dir, threads)
-    return FaceNet(embed, weights_model_id(sha), runtime)
+    return FaceNet(embed, weights_model_id(sha, precision), runtime)
 
 
 def saved_model_path(cache_dir: Path, sha: str) -> Path:
@@ -109,13 +113,17 @@ def _set_tensorflow_threads(tf, threads: int) -> None:
         log.info("TensorFlow already initialised; model.threads=%d not applied to it", threads)
 
 
-def _openvino_runner(weights: Path, sha: str, cache_dir: Path, threads: int) -> Callable:
+def _openvino_runner(weights: Path, sha: str, cache_dir: Path, threads: int, precision: str = "fp32") -> Callable:
     import openvino as ov
 
     core = ov.Core()
-    # fp32 throughout: on CPUs with bfloat16 units OpenVINO would otherwise compute in bf16 by default,
-    # which moved encodings by up to 0.02 L2 on this project's machine.
-    options = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    # fp32 unless asked: on CPUs with bfloat16 units OpenVINO would otherwise compute in bf16 by
+    # default, which moves encodings by up to 0.02 L2 (bench/bf16_accuracy.py).
+    if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        # Elsewhere OpenVINO would quietly compute in fp32 under the bf16 model id.
+        raise ModelError("model.precision bf16 needs a CPU with bfloat16 units (AVX-512 BF16 or AMX); "
+                         "this one has none: use fp32")
+    options = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY"}
     if threads:
         options["INFERENCE_NUM_THREADS"] = threads
     try:

@@ -13,8 +13,12 @@ from typing import Sequence
 
 import numpy as np
 
-from service.evaluation.metrics import PairDistances, all_pair_distances, best_threshold, count_below, pair_distances, rates, verification_report
+from service.evaluation.metrics import (PairDistances, all_pair_distances, best_threshold, count_below,
+                                        identification_report, pair_distances, rates, verification_report)
 from service.training.head_training import HeadSettings, batch_loss, train_head
+
+STRANGERS = 0.2  # share of a held-out fold's people kept out of its gallery, as `facerec evaluate` does
+IDENTIFY_K = 50  # nearest faces fetched per identify, as index.k by default
 
 
 @dataclass
@@ -41,15 +45,20 @@ def cross_validate(data: Encodings, settings: HeadSettings, progress: bool = Tru
                "loss_before": batch_loss(None, data.vectors[held], people[held].tolist(), settings),
                "loss_after": batch_loss(trained.head, data.vectors[held], people[held].tolist(), settings)}
         for name, before_after in (("all", _all_pairs(data, held, after)), ("lfw", _lfw_pairs(data, fold, after))):
-            if before_after is None:
-                continue
+            if before_after is None or not (len(before_after[0].genuine) and len(before_after[0].impostor)):
+                continue  # a fold of one person, or of one photo each, has no pairs of one kind
             pooled[name][0].append(before_after[0])
             pooled[name][1].append(before_after[1])
             row[name] = {stage: {**rates(pairs, settings.threshold), "false_accepts": _false_accepts(pairs, settings.threshold),
                                  "impostor_pairs": len(pairs.impostor)}
                          for stage, pairs in zip(("before", "after"), before_after)}
+        for stage, vectors in (("before", data.vectors), ("after", after)):
+            found = identification_report(vectors[held], people[held].tolist(), settings.threshold, IDENTIFY_K,
+                                          strangers=STRANGERS, seed=settings.seed)
+            if found is not None and found["open_set"] is not None:
+                row.setdefault("identify", {})[stage] = found
         rows.append(row)
-    report = {"folds": rows, "threshold": settings.threshold}
+    report = {"folds": rows, "threshold": settings.threshold, "identify": _pooled_identify(rows)}
     distances = {}
     for name, (before, after) in pooled.items():
         if before:
@@ -64,6 +73,26 @@ def cross_validate(data: Encodings, settings: HeadSettings, progress: bool = Tru
     report["loss"] = {"before": float(np.mean([b for b, _ in losses])) if losses else None,
                       "after": float(np.mean([a for _, a in losses])) if losses else None}
     return {"report": report, "distances": distances}
+
+
+def _pooled_identify(rows: list[dict]) -> dict | None:
+    """Open-set identification summed over the held-out folds: each fold's people are the gallery,
+    a seeded share of them held out as strangers, every photo a probe (``identification_report``)."""
+    rows = [r["identify"] for r in rows if "identify" in r]
+    if not rows:
+        return None
+    pooled = {}
+    for stage in ("before", "after"):
+        sets = [r[stage]["open_set"] for r in rows]
+        total = {key: sum(o[key] for o in sets) for key in
+                 ("stranger_probes", "strangers_let_in", "enrolled_probes", "enrolled_refused", "enrolled_wrong_person")}
+        probes = sum(r[stage]["probes"] for r in rows)
+        pooled[stage] = {**total, "probes": probes,
+                         "rank1": sum(r[stage]["rank1"] * r[stage]["probes"] for r in rows) / max(probes, 1),
+                         "people_per_fold": [r[stage]["gallery_people"] for r in rows],
+                         "stranger_let_in_rate": total["strangers_let_in"] / max(total["stranger_probes"], 1),
+                         "enrolled_refused_rate": total["enrolled_refused"] / max(total["enrolled_probes"], 1)}
+    return {"strangers_share": STRANGERS, "k": IDENTIFY_K, **pooled}
 
 
 def protocol_accuracy(folds: Sequence[PairDistances]) -> dict | None:

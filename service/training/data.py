@@ -18,6 +18,9 @@ from service.errors import EvaluationInputError
 from service.evaluation.datasets import load_folders, load_pairs_file
 
 
+MAX_PHOTOS_PER_PERSON = 100_000  # LFW's most photographed person has 530
+
+
 @dataclass
 class LabelledPhotos:
     """``photos[i]`` shows ``people[i]``; ``folds[person]`` is the person's fold (0-based)."""
@@ -89,12 +92,19 @@ def _lfw_people(path: Path) -> LabelledPhotos:
             if len(fields) != 2 or not re.fullmatch(r"\d+", fields[1]):
                 raise EvaluationInputError(f"{path} line {row + 1}: expected 'name count', got {' '.join(fields)!r}")
             name, count = fields[0], int(fields[1])
+            if name in folds:
+                raise EvaluationInputError(f"{path} line {row + 1}: {name} is listed twice")
+            if count > MAX_PHOTOS_PER_PERSON:
+                raise EvaluationInputError(f"{path} line {row + 1}: {count} photos of {name} (at most "
+                                           f"{MAX_PHOTOS_PER_PERSON})")
             folds[name] = fold
             for n in range(1, count + 1):
                 photos.append(path.parent / name / f"{name}_{n:04d}.jpg")
                 people.append(name)
             remaining -= 1
         row += 1
+    if remaining:
+        raise EvaluationInputError(f"{path}: fold {fold + 1} ends {remaining} people short of its stated size")
     if not photos:
         raise EvaluationInputError(f"{path} lists no people")
     return LabelledPhotos(photos, people, folds, [str(path)])
@@ -104,11 +114,11 @@ def _lfw_pairs_by_fold(data: LabelledPhotos, path: Path) -> dict[int, list[tuple
     """The pairs file's pairs, each in its people's fold; a pair whose people are in no or two folds
     (not LFW's own lists) is refused rather than silently mixing training and validation people."""
     dataset = load_pairs_file(path)
-    index = {photo: n for n, photo in enumerate(data.photos)}
+    index = {photo.resolve(): n for n, photo in enumerate(data.photos)}
     by_fold: dict[int, list[tuple[int, int, bool]]] = {}
     for a, b, same in dataset.pairs or []:
         ends = [dataset.photos[a], dataset.photos[b]]
-        rows = [index.get(photo) for photo in ends]
+        rows = [index.get(photo.resolve()) for photo in ends]
         if None in rows:
             raise EvaluationInputError(f"{path}: pair photo {ends[rows.index(None)]} is not among the training photos")
         fa, fb = data.folds[data.people[rows[0]]], data.folds[data.people[rows[1]]]

@@ -55,6 +55,7 @@ def run_train(inputs: Sequence[Path], config: Config, get_pipeline: Callable[[],
     """Cross-validate (unless ``validate`` is false), train the head on every person, save it in ``out``."""
     settings = settings or HeadSettings(threshold=config.threshold)
     started = time.monotonic()
+    out = _writable_folder(Path(out))  # before minutes of work, not after
     data = load_labelled(inputs, folds=folds, pairs=pairs)
     encodings, refused = encode_labelled(data, config, get_pipeline, model_id, progress)
     network_id = base_model_id(model_id)
@@ -66,7 +67,6 @@ def run_train(inputs: Sequence[Path], config: Config, get_pipeline: Callable[[],
                  "pairs_dropped": encodings.pairs_dropped, "refused": len(refused)},
         "cross_validation": None,
     }
-    out = Path(out)
     if validate:
         cv = cross_validate(encodings, settings, progress)
         record["cross_validation"] = cv["report"]
@@ -80,8 +80,22 @@ def run_train(inputs: Sequence[Path], config: Config, get_pipeline: Callable[[],
     record["final"] = {"best_step": trained.best_step, "steps": trained.steps, "history": trained.history}
     record["model_id"] = f"{network_id}/{trained.head.head_id}"
     record["trained_on"] = {"python": platform.python_version(), "seconds": round(time.monotonic() - started, 1)}
-    save_head(trained.head, out, record)
+    try:
+        save_head(trained.head, out, record)
+    except OSError as exc:
+        raise EvaluationInputError(f"cannot save the head in {out}: {exc.strerror or exc}") from None
     return {**record, "head_id": trained.head.head_id, "head": str(out), "refused_photos": refused}
+
+
+def _writable_folder(out: Path) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".facerec-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise EvaluationInputError(f"--out {out}: cannot write a head there ({exc.strerror or exc})") from None
+    return out
 
 
 def format_training(result: dict) -> str:
@@ -99,9 +113,20 @@ def format_training(result: dict) -> str:
                 lines += ["", title] + _table(cv[name]["before"], cv[name]["after"])
         if cv["loss"]["before"] is not None:
             lines.append(f"  {'triplet loss (held out)':<26}{cv['loss']['before']:>16.4f}{cv['loss']['after']:>16.4f}")
+        if cv.get("identify"):
+            ident = cv["identify"]
+            lines += ["", f"identify in each held-out fold (its people the gallery, {ident['strangers_share']:g} of them "
+                          f"held out as strangers), at {cv['threshold']:g}"]
+            for key, title in (("stranger_let_in_rate", "strangers let in"), ("enrolled_refused_rate", "enrolled refused"),
+                               ("rank1", "rank-1 (nearest right)")):
+                lines.append(f"  {title:<26}{ident['before'][key]:>16.4f}{ident['after'][key]:>16.4f}")
+            lines.append(f"  {'enrolled as someone else':<26}{ident['before']['enrolled_wrong_person']:>16}"
+                         f"{ident['after']['enrolled_wrong_person']:>16}")
         lines += ["", "  fold  people  steps  accuracy before -> after  false accepts"]
         for row in cv["folds"]:
-            part = row.get("lfw") or row["all"]
+            part = row.get("lfw") or row.get("all")
+            if part is None:
+                continue
             lines.append(f"  {row['fold']:>4}  {row['held_out_people']:>6}  {row['best_step']:>5}  "
                          f"{part['before']['accuracy']:>15.4f} -> {part['after']['accuracy']:.4f}  "
                          f"{part['before']['false_accepts']} -> {part['after']['false_accepts']} "
