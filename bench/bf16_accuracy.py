@@ -30,7 +30,7 @@ from service.evaluation.datasets import load_pairs_file  # noqa: E402
 from service.evaluation.metrics import (PairDistances, all_pair_distances, pair_distances,  # noqa: E402
                                         verification_report)
 from service.pipeline.encoder import Encoder  # noqa: E402
-from service.pipeline.head import load_head  # noqa: E402
+from service.pipeline.head import configured_head  # noqa: E402
 from service.pipeline.pipeline import build_pipeline  # noqa: E402
 from service.pipeline.runtime import FaceNet  # noqa: E402
 from service.training.data import load_labelled  # noqa: E402
@@ -57,7 +57,7 @@ def main() -> None:
     fp32 = pipeline.encoder
     bf16 = Encoder(FaceNet(bf16_embed(config), fp32.facenet.model_id, "openvino"), fp32.normalization,
                    fp32.batch_size, fp32.flip)
-    head = load_head(config.model.head) if config.model.head else None
+    head = configured_head(config)  # checked against the network it was trained on
     data = load_labelled([args.lfw / "people.txt"])
     photos = data.photos[:args.limit] if args.limit else data.photos
     crops, rows = [], {}

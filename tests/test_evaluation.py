@@ -74,7 +74,8 @@ def celeb(eval_config, pipeline, celebrity_dir):
     """5-celebrity train + val encoded once through a counting wrapper, into the session home's cache."""
     counter = CountingPipeline(pipeline)
     data = load_inputs([celebrity_dir / "train", celebrity_dir / "val"])
-    ev = encode_dataset(data, eval_config, lambda: counter, pipeline.model_id, progress=False)
+    ev = encode_dataset(data, eval_config, lambda: counter, pipeline.model_id, progress=False,
+                        head=pipeline.encoder.head)
     report = build_report(ev, eval_config, pipeline.model_id, strangers=0.2, seed=0)
     return ev, report, counter
 
@@ -163,7 +164,8 @@ def test_second_run_is_served_from_the_cache(celeb, eval_config, pipeline, celeb
     assert counter.located == report["inputs"]["photos"]  # each photo detected once
     assert counter.encoded == report["inputs"]["usable"]
     data = load_inputs([celebrity_dir / "train", celebrity_dir / "val"])
-    again = encode_dataset(data, eval_config, no_pipeline, pipeline.model_id, progress=False)
+    again = encode_dataset(data, eval_config, no_pipeline, pipeline.model_id, progress=False,
+                           head=pipeline.encoder.head)
     np.testing.assert_array_equal(again.vectors, ev.vectors)
     assert again.refused == ev.refused
 
@@ -236,7 +238,8 @@ def test_happy_house_pairs_csv(tmp_path, happy_house_dir, eval_config, pipeline)
     shutil.copytree(happy_house_dir, tmp_path / "photos")
     (tmp_path / "checks.csv").write_text("\n".join(rows) + "\n")
     data = load_inputs([tmp_path / "checks.csv"])
-    ev = encode_dataset(data, eval_config, lambda: pipeline, pipeline.model_id, progress=False)
+    ev = encode_dataset(data, eval_config, lambda: pipeline, pipeline.model_id, progress=False,
+                        head=pipeline.encoder.head)
     report = build_report(ev, eval_config, pipeline.model_id)
     assert report["identification"] is None and report["refused"] == []
     d = np.array([np.linalg.norm(ev.vectors[data.photos.index(tmp_path / r.split(";")[0])].astype(np.float64)
@@ -263,7 +266,8 @@ def test_lfw_pairs_txt_reuses_cached_encodings(tmp_path, celeb, eval_config, pip
     (tmp_path / "pairs.txt").write_text("\n".join(lines) + "\n")
     data = load_inputs([tmp_path / "pairs.txt"])
     assert [s for _, _, s in data.pairs] == [True, True, False, False]
-    got = encode_dataset(data, eval_config, no_pipeline, pipeline.model_id, progress=False)  # same bytes
+    got = encode_dataset(data, eval_config, no_pipeline, pipeline.model_id, progress=False,
+                         head=pipeline.encoder.head)  # same bytes
     vector = {ev.dataset.photos[n]: ev.vectors[m] for m, n in enumerate(ev.usable)}
     want = [np.linalg.norm(vector[sources[a]].astype(np.float64) - vector[sources[b]])
             for a, b in [(("ben_afflek", 1), ("ben_afflek", 2)), (("madonna", 1), ("madonna", 3)),

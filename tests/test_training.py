@@ -290,3 +290,27 @@ def test_reembed_moves_a_roster_onto_a_new_head(tmp_path, config, pipeline, cele
         assert np.allclose(new.pipeline.faces(probe.source)[0].encoding, expected, atol=1e-5)
     finally:
         new.close()
+
+
+def test_evaluate_applies_the_cores_head_to_the_networks_encodings(tmp_path, celebrity_dir, pipeline, project_root,
+                                                                    monkeypatch, capsys):
+    from service.cli import main
+    from service.pipeline.encoder import Encoder
+    from service.pipeline.pipeline import Pipeline
+
+    shipped = project_root / "models" / "heads" / "lfw-folds-1-5"
+    network = pipeline.without_head()
+    encoder = network.encoder
+    headed = Pipeline(Encoder(encoder.facenet, encoder.normalization, encoder.batch_size, encoder.flip,
+                              load_head(shipped)), network.detector, network.config)
+    monkeypatch.setenv("FACEREC_HOME", str(tmp_path / "home"))  # one cache for both runs
+    reports = {}
+    for name, used, head in (("network", network, ""), ("head", headed, str(shipped))):
+        monkeypatch.setenv("FACEREC_MODEL__HEAD", head)
+        code = main(["evaluate", str(celebrity_dir / "train"), str(celebrity_dir / "val"), "--json"], pipeline=used)
+        reports[name] = json.loads(capsys.readouterr().out)
+        assert code == 0, reports[name]
+    assert reports["head"]["inputs"]["model"].endswith(load_head(shipped).head_id)
+    assert "/head@" not in reports["network"]["inputs"]["model"]
+    plain, trained = (reports[n]["verification"]["genuine_distance"] for n in ("network", "head"))
+    assert plain != trained  # the head was applied to the cached encodings, not skipped

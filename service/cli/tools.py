@@ -76,7 +76,7 @@ def evaluate(args, core, out) -> int:
 
     config = replace(core.config, threshold=inputs.threshold(args.threshold, core.config.threshold))
     report = run_evaluate(args.inputs, config, lambda: core.pipeline, core.model_id,
-                          strangers=args.strangers, seed=args.seed, figures=args.figures)
+                          strangers=args.strangers, seed=args.seed, figures=args.figures, head=core.head)
     out.document(report, format_report(report))
     return 0
 
@@ -85,7 +85,7 @@ def calibrate(args, core, out) -> int:
     from service.evaluation.report import format_calibration, run_calibrate
 
     result = run_calibrate(args.inputs, core.config, lambda: core.pipeline, core.model_id,
-                           target=args.far, write=args.write)
+                           target=args.far, write=args.write, head=core.head)
     text = format_calibration(result)
     if args.write:
         text += f"\nwrote threshold {result['threshold']:.4f} to {result['written']} (previous file kept as {result['backup']})"

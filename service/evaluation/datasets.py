@@ -35,17 +35,24 @@ class Dataset:
 
 def load_inputs(inputs: Sequence[Path]) -> Dataset:
     """Folders of people (merged by person name) or exactly one pairs file."""
+    inputs, folders = checked_inputs(inputs, "a single pairs file")
+    return load_folders(inputs) if folders else load_pairs_file(inputs[0])
+
+
+def checked_inputs(inputs: Sequence[Path], one_file: str) -> tuple[list[Path], bool]:
+    """The inputs as paths, and whether they are folders (else they are ``one_file``, a single file).
+    Refuses none at all, a path that does not exist, several files, and a mix of folders and files."""
     inputs = [Path(p) for p in inputs]
     if not inputs:
-        raise EvaluationInputError("give a folder of people or a pairs file")
+        raise EvaluationInputError(f"give folders of people or {one_file}")
     missing = [p for p in inputs if not p.exists()]
     if missing:
         raise EvaluationInputError(f"no such file or folder: '{missing[0]}'")
     if all(p.is_dir() for p in inputs):
-        return load_folders(inputs)
+        return inputs, True
     if len(inputs) == 1:
-        return load_pairs_file(inputs[0])
-    raise EvaluationInputError("give either folders of people or a single pairs file, not a mix")
+        return inputs, False
+    raise EvaluationInputError(f"give either folders of people or {one_file}, not a mix")
 
 
 def load_folders(folders: Sequence[Path]) -> Dataset:

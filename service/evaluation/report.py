@@ -18,11 +18,11 @@ import numpy as np
 
 from service.config import Config, load_config
 from service.errors import EvaluationInputError, FacerecError
-from service.pipeline.head import configured_head
 from service.evaluation.datasets import Dataset, load_inputs
 from service.evaluation.encodings import Encoded, EncodingCache, cache_key, encode_photos
+from service.evaluation.identification import identification_report
 from service.evaluation.metrics import (
-    THRESHOLD_DECIMALS, PairDistances, all_pair_distances, count_below, identification_report, pair_distances,
+    THRESHOLD_DECIMALS, PairDistances, all_pair_distances, count_below, pair_distances,
     rates, threshold_for_far, verification_report,
 )
 
@@ -42,14 +42,15 @@ class Evaluation:
 
 
 def encode_dataset(dataset: Dataset, config: Config, get_pipeline: Callable[[], object], model_id: str,
-                   cache_path: Path | None = None, progress: bool = True) -> Evaluation:
-    """Encode every photo (cached) and form the verification pairs from the usable ones."""
+                   cache_path: Path | None = None, progress: bool = True, head=None) -> Evaluation:
+    """Encode every photo (cached) and form the verification pairs from the usable ones; ``head``
+    (the caller's trained head, read once, or None) is applied to the network's cached encodings."""
     path = cache_path if cache_path is not None else config.home / "cache" / "encodings.sqlite"
     try:
         cache = EncodingCache(path)
         try:
             results = encode_photos(dataset.photos, get_pipeline, cache, cache_key(config, model_id),
-                                    config.model.batch_size, progress, configured_head(config))
+                                    config.model.batch_size, progress, head)
         finally:
             cache.close()
     except sqlite3.Error as exc:  # e.g. locked for longer than its timeout by another evaluation's writes
@@ -221,20 +222,20 @@ def _row(name: str, value: str, note: str) -> str:
 
 def run_evaluate(inputs: Sequence[Path], config: Config, get_pipeline: Callable[[], object], model_id: str,
                  strangers: float = 0.2, seed: int = 0, figures: Path | None = None,
-                 draw: bool = True) -> dict:
+                 draw: bool = True, head=None) -> dict:
     """``facerec evaluate``: the report, with figures written to ``figures`` (default <home>/reports)."""
     if not 0 <= strangers < 1:
         raise EvaluationInputError(f"--strangers must be in [0, 1), got {strangers}")
     with _failures_explained("evaluate"):
-        ev = encode_dataset(load_inputs(inputs), config, get_pipeline, model_id)
+        ev = encode_dataset(load_inputs(inputs), config, get_pipeline, model_id, head=head)
         return report_of(ev, config, model_id, strangers, seed, figures, draw)
 
 
 def run_calibrate(inputs: Sequence[Path], config: Config, get_pipeline: Callable[[], object], model_id: str,
-                  target: float = 1e-3, write: bool = False) -> dict:
+                  target: float = 1e-3, write: bool = False, head=None) -> dict:
     """``facerec calibrate``: the threshold for a target FAR; ``write`` stores it in the config file."""
     with _failures_explained("calibrate"):
-        ev = encode_dataset(load_inputs(inputs), config, get_pipeline, model_id)
+        ev = encode_dataset(load_inputs(inputs), config, get_pipeline, model_id, head=head)
         cal = calibration_report(ev, target, config.threshold)
     if write:
         if config.source is None:

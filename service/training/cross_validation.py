@@ -13,8 +13,9 @@ from typing import Sequence
 
 import numpy as np
 
+from service.evaluation.identification import identification_report
 from service.evaluation.metrics import (PairDistances, all_pair_distances, best_threshold, count_below,
-                                        identification_report, pair_distances, rates, verification_report)
+                                        pair_distances, rates, verification_report)
 from service.training.head_training import HeadSettings, batch_loss, train_head
 
 STRANGERS = 0.2  # share of a held-out fold's people kept out of its gallery, as `facerec evaluate` does

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from service.errors import EvaluationInputError
-from service.evaluation.datasets import load_folders, load_pairs_file
+from service.evaluation.datasets import checked_inputs, load_folders, load_pairs_file
 
 
 MAX_PHOTOS_PER_PERSON = 100_000  # LFW's most photographed person has 530
@@ -43,15 +43,8 @@ def load_labelled(inputs: Sequence[Path], folds: int = 5, pairs: Path | None = N
     Folders have no folds of their own: each person is put in one of ``folds`` by a hash of their
     name, so the split does not depend on which other people are present.
     """
-    inputs = [Path(p) for p in inputs]
-    if not inputs:
-        raise EvaluationInputError("give folders of people or an LFW people.txt")
-    missing = [p for p in inputs if not p.exists()]
-    if missing:
-        raise EvaluationInputError(f"no such file or folder: '{missing[0]}'")
-    if len(inputs) == 1 and inputs[0].is_file():
-        data = _lfw_people(inputs[0])
-    elif all(p.is_dir() for p in inputs):
+    inputs, given_folders = checked_inputs(inputs, "one LFW people.txt")
+    if given_folders:
         if folds < 2:
             raise EvaluationInputError(f"--folds must be at least 2, got {folds}")
         dataset = load_folders(inputs)
@@ -59,7 +52,7 @@ def load_labelled(inputs: Sequence[Path], folds: int = 5, pairs: Path | None = N
         data = LabelledPhotos(dataset.photos, people, {p: _hash_fold(p, folds) for p in set(people)},
                               dataset.sources)
     else:
-        raise EvaluationInputError("give either folders of people or one LFW people.txt, not a mix")
+        data = _lfw_people(inputs[0])
     if pairs is not None:
         data.pairs = _lfw_pairs_by_fold(data, Path(pairs))
     if len(set(data.folds.values())) < 2:
