@@ -74,7 +74,7 @@ def test_bfloat16_is_close_to_fp32_but_carries_its_own_model_id(runtimes, celebr
     encoded = [Encoder(net, config.model.normalization, config.model.batch_size, config.model.flip).encode(crops)
                for net in (runtimes["openvino"], bf16)]
     apart = np.linalg.norm(encoded[0] - encoded[1], axis=1)
-    # Not fp32's answer (so not the same model id), but within what bench/bf16_accuracy.py measured on LFW.
+    # Not fp32's answer (so not the same model id), but within what bench/precision_accuracy.py measured on LFW.
     assert 1e-4 < apart.max() < 0.04, apart.max()
     same = np.equal.outer(people, people)[np.triu_indices(len(people), 1)]
     aucs = [roc_auc_score(same, -np.linalg.norm(v[:, None] - v[None], axis=2)[np.triu_indices(len(people), 1)])

@@ -118,7 +118,7 @@ def _openvino_runner(weights: Path, sha: str, cache_dir: Path, threads: int, pre
 
     core = ov.Core()
     # fp32 unless asked: on CPUs with bfloat16 units OpenVINO would otherwise compute in bf16 by
-    # default, which moves encodings by up to 0.02 L2 (bench/bf16_accuracy.py).
+    # default, which moves encodings by up to 0.02 L2 (bench/precision_accuracy.py).
     if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         # Elsewhere OpenVINO would quietly compute in fp32 under the bf16 model id.
         raise ModelError("model.precision bf16 needs a CPU with bfloat16 units (AVX-512 BF16 or AMX); "
