@@ -49,7 +49,10 @@ def bf16_embed(config, pipeline):
     """FaceNet's cached OpenVINO model compiled with bfloat16 inference (what the CPU would pick)."""
     import openvino as ov
 
-    return _embed(ov.Core().compile_model(str(_openvino_xml(config)), "CPU", {
+    core = ov.Core()
+    if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        sys.exit("bf16: this CPU has no bfloat16 units, so OpenVINO would run fp32 under the name (try int8)")
+    return _embed(core.compile_model(str(_openvino_xml(config)), "CPU", {
         "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "bf16"}))
 
 
@@ -129,7 +132,8 @@ def main() -> None:
           f"({single['fp32'] / single[other]:.2f}x)")
     print(f"{other} - fp32 encodings, L2 per face (network): median {np.median(moved):.4f}, "
           f"p99 {np.quantile(moved, 0.99):.4f}, max {moved.max():.4f}")
-    people = [data.people[data.photos.index(p)] for p in rows]
+    owner = dict(zip(data.photos, data.people))
+    people = [owner[p] for p in rows]
     listed = [(rows.get(a), rows.get(b), same) for a, b, same in _pairs(args.lfw, data)]
     listed = [(a, b, s) for a, b, s in listed if a is not None and b is not None]
     first, second, same = (np.array(c) for c in zip(*listed)) if listed else (np.zeros(0, int),) * 3
