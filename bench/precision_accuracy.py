@@ -2,13 +2,13 @@
 
 Two candidates (``--precision``), both on OpenVINO:
 
-- ``bf16``: on CPUs with bfloat16 units OpenVINO runs FaceNet 1.9-2.5x as fast in bf16 as in fp32
-  (`bench/runtimes.py`), moving encodings by up to about 0.03 L2. The service offers it
-  (``model.precision: bf16``).
-- ``int8``: FaceNet quantised after training by NNCF (``pip install -r bench/requirements-runtimes.txt``),
-  its activation ranges calibrated on the 5-celebrity photos (each dominant face and its mirror: photos
-  the service has wherever it has the weights, and none of them in LFW). Runs on any x86 CPU. The
-  service does not offer it (docs/performance.md, "int8").
+- ``bf16`` (``model.precision: bf16``): on CPUs with bfloat16 units OpenVINO runs FaceNet 1.9-2.5x as
+  fast in bf16 as in fp32 (`bench/runtimes.py`), moving encodings by up to about 0.03 L2.
+- ``int8`` (``model.precision: int8``): FaceNet quantised after training by NNCF, its activation ranges
+  calibrated on the 5-celebrity train photos (each one's most confident face and its mirror: photos the
+  service has wherever it has the weights, and none of them in LFW). Runs on any x86 CPU.
+
+Both are loaded as the service loads them (``build_pipeline``), through the model cache.
 
 Every usable LFW photo of `../shared/data/lfw` (its dominant face, detected and aligned once) is encoded
 by fp32 and by the candidate, and the two are compared face by face, by speed (the whole set at batch
@@ -38,68 +38,26 @@ from service.errors import FacerecError  # noqa: E402
 from service.evaluation.datasets import load_pairs_file  # noqa: E402
 from service.evaluation.metrics import (PairDistances, all_pair_distances, pair_distances,  # noqa: E402
                                         verification_report)
-from service.pipeline.encoder import Encoder, normalize_pixels  # noqa: E402
 from service.pipeline.head import configured_head  # noqa: E402
 from service.pipeline.pipeline import build_pipeline  # noqa: E402
-from service.pipeline.runtime import FaceNet  # noqa: E402
 from service.training.data import load_labelled  # noqa: E402
-
-
-def bf16_embed(config, pipeline):
-    """FaceNet's cached OpenVINO model compiled with bfloat16 inference (what the CPU would pick)."""
-    import openvino as ov
-
-    core = ov.Core()
-    if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-        sys.exit("bf16: this CPU has no bfloat16 units, so OpenVINO would run fp32 under the name (try int8)")
-    return _embed(core.compile_model(str(_openvino_xml(config)), "CPU", {
-        "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "bf16"}))
-
-
-def int8_embed(config, pipeline):
-    """FaceNet quantised to int8 by NNCF, calibrated on the 5-celebrity photos' faces and mirrors."""
-    import openvino as ov
-
-    try:
-        import nncf
-    except ImportError:
-        sys.exit("int8 needs NNCF: .venv/bin/pip install -r bench/requirements-runtimes.txt")
-    photos = sorted((ROOT / "models" / "data" / "5-celebrity").glob("*/*/*"))
-    crops = [np.asarray(face.crop) for path in photos for face in pipeline.locate(path).faces[:1]]
-    faces = normalize_pixels(np.stack(crops + [c[:, ::-1] for c in crops]), config.model.normalization)
-    samples = [faces[i:i + 1].astype(np.float32) for i in range(len(faces))]
-    core = ov.Core()
-    model = nncf.quantize(core.read_model(str(_openvino_xml(config))), nncf.Dataset(samples),
-                          subset_size=len(samples))
-    print(f"int8: NNCF {nncf.__version__}, calibrated on {len(samples)} faces of the 5-celebrity photos")
-    return _embed(core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}))
-
-
-def _openvino_xml(config) -> Path:
-    (xml,) = config.model.cache_dir.glob("facenet-*.openvino-*/facenet.xml")
-    return xml
-
-
-def _embed(compiled):
-    request = compiled.create_infer_request()
-    return lambda batch: np.array(request.infer({0: np.ascontiguousarray(batch, np.float32)})[0], copy=True)
-
-
-CANDIDATES = {"bf16": bf16_embed, "int8": int8_embed}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--precision", choices=sorted(CANDIDATES), default="bf16")
+    parser.add_argument("--precision", choices=("bf16", "int8"), default="bf16")
     parser.add_argument("--lfw", type=Path, default=ROOT.parent / "shared" / "data" / "lfw")
     parser.add_argument("--limit", type=int, default=0, help="only the first N photos (0: all)")
     parser.add_argument("--single", type=int, default=200, help="faces timed one at a time (default 200)")
     args = parser.parse_args()
     config = load_config()
-    pipeline = build_pipeline(replace(config, model=replace(config.model, head=None, runtime="openvino")))
+    plain = replace(config.model, head=None, runtime="openvino", precision="fp32")
+    pipeline = build_pipeline(replace(config, model=plain))
     fp32, other = pipeline.encoder, args.precision
-    candidate = Encoder(FaceNet(CANDIDATES[other](config, pipeline), fp32.facenet.model_id, "openvino"),
-                        fp32.normalization, fp32.batch_size, fp32.flip)
+    try:
+        candidate = build_pipeline(replace(config, model=replace(plain, precision=other))).encoder
+    except FacerecError as exc:
+        sys.exit(f"{other}: {exc}")
     head = configured_head(config)  # checked against the network it was trained on
     data = load_labelled([args.lfw / "people.txt"])
     photos = data.photos[:args.limit] if args.limit else data.photos

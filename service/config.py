@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import yaml
 
 from service.errors import ConfigError
+from service.pipeline.model_id import PRECISIONS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "FACEREC_"
@@ -33,10 +34,16 @@ class ModelConfig:
     # Which runtime executes the network ("openvino" or "tensorflow") and its threads (0: one per core).
     runtime: str = "openvino"
     threads: int = 0
-    # "fp32" (exact) or "bf16" (OpenVINO on a CPU with bfloat16 units: faster, encodings within ~0.02).
+    # "fp32" (exact), "bf16" (OpenVINO on a CPU with bfloat16 units) or "int8" (OpenVINO, quantised by
+    # NNCF at conversion): faster, encodings within ~0.03 and ~0.25 of fp32's.
     precision: str = "fp32"
     # A head trained by `facerec train` applied to every encoding (its folder or head.npz), or None.
     head: Path | None = None
+
+    @property
+    def celebrity_photos(self) -> Path:
+        """The 5-celebrity photos that set-up fetches beside the weights (the demo's scene, int8's calibration)."""
+        return self.weights.parent / "data" / "5-celebrity"
 
 
 @dataclass(frozen=True)
@@ -224,10 +231,10 @@ def _validate(config: Config, source: Path) -> None:
         raise ConfigError(f"{source}: model.normalization must be 'standardize' or 'divide255'")
     if config.model.runtime not in ("openvino", "tensorflow"):
         raise ConfigError(f"{source}: model.runtime must be 'openvino' or 'tensorflow'")
-    if config.model.precision not in ("fp32", "bf16"):
-        raise ConfigError(f"{source}: model.precision must be 'fp32' or 'bf16'")
-    if config.model.precision == "bf16" and config.model.runtime != "openvino":
-        raise ConfigError(f"{source}: model.precision 'bf16' needs model.runtime 'openvino'")
+    if config.model.precision not in PRECISIONS:
+        raise ConfigError(f"{source}: model.precision must be one of {', '.join(PRECISIONS)}")
+    if config.model.precision != "fp32" and config.model.runtime != "openvino":
+        raise ConfigError(f"{source}: model.precision {config.model.precision!r} needs model.runtime 'openvino'")
     if config.model.threads < 0:
         raise ConfigError(f"{source}: model.threads must be 0 (one per core) or more")
     if not 0 < config.threshold <= 2:

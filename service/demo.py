@@ -69,7 +69,7 @@ def _scene(core: Facerec, scene: str, data: Path | None) -> Scene:
         if not (folder / "expected.json").is_file():
             raise FacerecError(f"Happy House data not found: {folder / 'expected.json'} is missing (pass --data DIR)")
         return _happy_house(folder)
-    return _celebrities(core.config.model.weights.parent / "data" / "5-celebrity")
+    return _celebrities(core.config.model.celebrity_photos)
 
 
 def _happy_house(folder: Path) -> Scene:

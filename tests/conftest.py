@@ -67,6 +67,38 @@ def facenet(config):
     return load_facenet(config.model.weights, config.model.cache_dir, config.expected_sha256, config.model.runtime)
 
 
+def _with_fp32_openvino(config, cache: Path) -> Path:
+    """``cache`` holding only OpenVINO's fp32 copy of FaceNet, linked from the project's cache."""
+    for folder in config.model.cache_dir.glob("facenet-*.openvino-*"):
+        if ".int8-" not in folder.name:
+            (cache / folder.name).symlink_to(folder.resolve())
+    return cache
+
+
+@pytest.fixture
+def fp32_only_cache(config, facenet, tmp_path) -> Path:
+    """A model cache with OpenVINO's fp32 FaceNet and nothing made from it (an int8 copy is made anew)."""
+    return _with_fp32_openvino(config, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def int8_cache(config, facenet, tmp_path_factory) -> Path:
+    """The model cache of ``int8_facenet``: its own, so every run quantises."""
+    return _with_fp32_openvino(config, tmp_path_factory.mktemp("int8-cache"))
+
+
+@pytest.fixture(scope="session")
+def int8_facenet(config, int8_cache, detector):
+    """FaceNet quantised to int8 as ``model.precision: int8`` makes it, once per test run."""
+    from functools import partial
+
+    from service.pipeline.pipeline import int8_calibration
+    from service.pipeline.runtime import load_facenet
+
+    return load_facenet(config.model.weights, int8_cache, config.expected_sha256, "openvino", precision="int8",
+                        calibration=partial(int8_calibration, config, detector))
+
+
 @pytest.fixture(scope="session")
 def pipeline(config, facenet, detector):
     """The default pipeline (MTCNN detection, alignment, configured normalisation and head) on the
@@ -89,8 +121,9 @@ def make_core(config, pipeline):
 
     made = []
 
-    def make(home=None, **changes):
-        """``changes``: Config fields, e.g. ``database_url`` (the session config's is SQLite's default)."""
+    def make(home=None, pipeline=pipeline, **changes):
+        """``changes``: Config fields, e.g. ``database_url`` (the session config's is SQLite's default);
+        ``pipeline``: another one than the session's."""
         core = Facerec(replace(config, **({"home": home} if home else {}), **changes), pipeline=pipeline)
         made.append(core)
         return core

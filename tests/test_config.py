@@ -42,6 +42,7 @@ def test_explicit_overrides_win_over_the_environment(config_file):
     ({"model": {"normalization": "zscore"}}, "normalization"),
     ({"model": {"precision": "fp16"}}, "model.precision must be"),
     ({"model": {"precision": "bf16", "runtime": "tensorflow"}}, "needs model.runtime 'openvino'"),
+    ({"model": {"precision": "int8", "runtime": "tensorflow"}}, "needs model.runtime 'openvino'"),
 ])
 def test_bad_settings_are_refused_with_a_clear_message(config_file, change, message):
     raw = yaml.safe_load(config_file.read_text())

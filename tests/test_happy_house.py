@@ -14,6 +14,7 @@ from service.app.rules import accepts, person_distance, rank_people
 from service.pipeline.align import whole_image_face
 from service.pipeline.decode import load_image
 from service.pipeline.encoder import Encoder
+from service.pipeline.pipeline import Pipeline
 from service.roster.memory import MemoryRoster
 
 
@@ -61,10 +62,14 @@ def test_who_is_it_matches_the_published_answers(expected, exercise_encode, exer
     assert who_is_it(exercise_encode("younes.jpg"), exercise_roster, 0.7).distance < 1e-5
 
 
-def test_default_pipeline_keeps_every_published_decision(expected, make_core, happy_house_dir):
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("int8", marks=pytest.mark.slow)])
+def test_default_pipeline_keeps_every_published_decision(precision, expected, make_core, pipeline, happy_house_dir,
+                                                         request):
     """Detection + alignment + the project's normalisation, through the application's own verify and
-    identify: the decisions must not change."""
-    core = make_core()
+    identify: the decisions must not change, in fp32 nor with the network quantised to int8."""
+    if precision == "int8":
+        pipeline = _with_network(pipeline, request.getfixturevalue("int8_facenet"))
+    core = make_core(pipeline=pipeline)
     door = core.recognition
     roster, refused = door.folder_gallery(happy_house_dir)  # residents and camera shots, each as a "person"
     assert refused == []
@@ -80,3 +85,9 @@ def test_default_pipeline_keeps_every_published_decision(expected, make_core, ha
         assert answer.candidates[0] == Candidate(truth, answer.distance)
         assert answer.match == truth, (image, answer.distance)
     assert door.identify(Photo.from_path(happy_house_dir / "younes.jpg"), gallery=residents).faces[0].distance < 1e-5
+
+
+def _with_network(pipeline: Pipeline, facenet) -> Pipeline:
+    encoder = pipeline.encoder
+    return Pipeline(Encoder(facenet, encoder.normalization, encoder.batch_size, encoder.flip, encoder.head),
+                    pipeline.detector, pipeline.config)

@@ -7,6 +7,7 @@ same faces for the same photo. Which of several faces counts is decided above, i
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from typing import Sequence
 
 from PIL import Image
@@ -79,11 +80,21 @@ class Pipeline:
 def build_pipeline(config: Config, head=None) -> Pipeline:
     """Load the networks the configuration asks for (seconds: do it once per process)."""
     model = config.model
+    detector = FaceDetector() if config.detect else None
     facenet = load_facenet(model.weights, model.cache_dir, config.expected_sha256, model.runtime, model.threads,
-                           model.precision)
+                           model.precision, partial(int8_calibration, config, detector))
     # Server threads encode at the same time: their faces share the network's runs (batching.py).
     facenet = replace(facenet, embed=BatchingEmbed(facenet.embed, max_rows=model.batch_size))
     if head is None and model.head is not None:
         head = configured_head(config)
     encoder = Encoder(facenet, model.normalization, model.batch_size, model.flip, head)
-    return Pipeline(encoder, FaceDetector() if config.detect else None, config)
+    return Pipeline(encoder, detector, config)
+
+
+def int8_calibration(config: Config, detector: FaceDetector | None):
+    """int8's calibration faces, found and aligned as served photos are (by a detector even when detection
+    is off: the calibration photos are scenes, and the network is only ever given faces)."""
+    from service.pipeline.quantize import calibration_faces
+
+    finder = Pipeline(None, detector or FaceDetector(), config)
+    return calibration_faces(config.model.celebrity_photos / "train", finder.locate, config.model.normalization)

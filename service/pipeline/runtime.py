@@ -7,6 +7,8 @@ for the CPU (its own converted copy is cached beside it, so a start with both ca
 TensorFlow for the encoder). Both runtimes compute in fp32 and give the same encodings within 1e-4 L2
 (``tests/test_runtime.py`` checks it on real photos), so the model id names the weights and input
 handling but not the runtime: a roster encoded by one is searched with the other without re-embedding.
+OpenVINO also offers inexact arithmetic, faster, under model ids of their own: bfloat16 on CPUs that have
+it, and int8 (quantised by NNCF once, at conversion: ``quantize.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from service.errors import ModelError
-from service.pipeline.model_id import file_sha256, weights_model_id
+from service.pipeline.model_id import NNCF_VERSION, PRECISIONS, file_sha256, weights_model_id
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +51,20 @@ class FaceNet:
 
 
 def load_facenet(weights: Path, cache_dir: Path | None = None, expected_sha256: str | None = None,
-                 runtime: str = "tensorflow", threads: int = 0, precision: str = "fp32") -> FaceNet:
+                 runtime: str = "tensorflow", threads: int = 0, precision: str = "fp32",
+                 calibration: Callable[[], np.ndarray] | None = None) -> FaceNet:
     """Load FaceNet from the published h5 for ``runtime``, through the converted caches when present.
 
     ``threads``: CPU threads for one inference (0: the runtime's choice, one per core). ``precision``
-    "bf16": OpenVINO computes in bfloat16 (a CPU with bfloat16 units only; its own model id).
+    (OpenVINO only, each with its own model id): "bf16" computes in bfloat16 (a CPU with bfloat16 units
+    only); "int8" runs the network quantised by NNCF, made once from ``calibration()`` (normalised
+    faces, ``quantize.calibration_faces``) when the cache has no quantised copy yet.
     """
     if runtime not in RUNTIMES:
         raise ModelError(f"unknown model runtime {runtime!r}; use one of {RUNTIMES}")
-    if precision not in ("fp32", "bf16") or (precision == "bf16" and runtime != "openvino"):
+    if precision not in PRECISIONS or (precision != "fp32" and runtime != "openvino"):
         raise ModelError(f"precision {precision!r} is not available with the {runtime} runtime "
-                         "(fp32 everywhere; bf16 with openvino)")
+                         "(fp32 everywhere; bf16 and int8 with openvino)")
     weights = Path(weights)
     if not weights.is_file():
         raise ModelError(f"FaceNet weights not found at {weights}; run `make models` to fetch them")
@@ -71,7 +76,7 @@ def load_facenet(weights: Path, cache_dir: Path | None = None, expected_sha256: 
         atexit.register(shutil.rmtree, cache_dir, ignore_errors=True)
     cache_dir = Path(cache_dir)
     if runtime == "openvino":
-        embed = _openvino_runner(weights, sha, cache_dir, threads, precision)
+        embed = _openvino_runner(weights, sha, cache_dir, threads, precision, calibration)
     else:
         embed = _tensorflow_runner(weights, sha, cache_dir, threads)
     return FaceNet(embed, weights_model_id(sha, precision), runtime)
@@ -113,7 +118,8 @@ def _set_tensorflow_threads(tf, threads: int) -> None:
         log.info("TensorFlow already initialised; model.threads=%d not applied to it", threads)
 
 
-def _openvino_runner(weights: Path, sha: str, cache_dir: Path, threads: int, precision: str = "fp32") -> Callable:
+def _openvino_runner(weights: Path, sha: str, cache_dir: Path, threads: int, precision: str = "fp32",
+                     calibration: Callable[[], np.ndarray] | None = None) -> Callable:
     import openvino as ov
 
     core = ov.Core()
@@ -123,15 +129,23 @@ def _openvino_runner(weights: Path, sha: str, cache_dir: Path, threads: int, pre
         # Elsewhere OpenVINO would quietly compute in fp32 under the bf16 model id.
         raise ModelError("model.precision bf16 needs a CPU with bfloat16 units (AVX-512 BF16 or AMX); "
                          "this one has none: use fp32")
+    # int8: the quantised layers run in int8 whatever the hint; f32 keeps the others exact.
     options = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY"}
     if threads:
         options["INFERENCE_NUM_THREADS"] = threads
+
+    def converted(rebuild: bool = False) -> str:
+        if precision == "int8":
+            return str(_int8_model(core, weights, sha, cache_dir, calibration, rebuild))
+        return str(_openvino_model(core, weights, sha, cache_dir, rebuild))
+
     try:
-        compiled = core.compile_model(str(_openvino_model(core, weights, sha, cache_dir)), "CPU", options)
+        compiled = core.compile_model(converted(), "CPU", options)
+    except ModelError:
+        raise
     except Exception as exc:  # a damaged cache (ours or the SavedModel under it) is converted again
         log.warning("OpenVINO model cache unreadable (%s); converting again", exc)
-        compiled = core.compile_model(str(_openvino_model(core, weights, sha, cache_dir, rebuild=True)),
-                                      "CPU", options)
+        compiled = core.compile_model(converted(rebuild=True), "CPU", options)
     local = threading.local()
 
     def embed(batch: np.ndarray) -> np.ndarray:
@@ -163,6 +177,33 @@ def _openvino_model(core, weights: Path, sha: str, cache_dir: Path, rebuild: boo
     with writing_folder(folder, replace=rebuild) as partial:
         ov.save_model(model, str(partial / "facenet.xml"), compress_to_fp16=False)
     log.info("converted FaceNet for OpenVINO %s into %s", version, folder)
+    return xml
+
+
+def _int8_model(core, weights: Path, sha: str, cache_dir: Path, calibration: Callable[[], np.ndarray] | None,
+                rebuild: bool = False) -> Path:
+    """The int8 copy quantised from OpenVINO's fp32 one, made when absent (or when ``rebuild``: the
+    fp32 copy is converted again only if it does not read)."""
+    import openvino as ov
+
+    fp32 = _openvino_model(core, weights, sha, cache_dir)
+    folder = fp32.parent.with_name(f"{fp32.parent.name}.int8-nncf{NNCF_VERSION}")
+    xml = folder / "facenet.xml"
+    if xml.is_file() and (folder / "facenet.bin").is_file() and not rebuild:
+        return xml
+    if calibration is None:
+        raise ModelError(f"no int8 FaceNet in {folder.parent} yet, and no calibration faces to make one")
+    from service.pipeline.quantize import quantize
+
+    try:
+        network = core.read_model(str(fp32))
+    except Exception as exc:
+        log.warning("OpenVINO model cache unreadable (%s); converting again", exc)
+        network = core.read_model(str(_openvino_model(core, weights, sha, cache_dir, rebuild=True)))
+    model = quantize(network, calibration())
+    with writing_folder(folder, replace=rebuild) as partial:
+        ov.save_model(model, str(partial / "facenet.xml"), compress_to_fp16=False)
+    log.info("quantised FaceNet to int8 into %s", folder)
     return xml
 
 
