@@ -123,10 +123,12 @@ def _tensorflow_xla(saved: Path):
 
 
 def _openvino(saved: Path, config, hint: str, precision: str = "f32"):
-    import openvino as ov
+    from service.pipeline.quiet_imports import import_openvino
 
+    ov = import_openvino()
     core = ov.Core()
-    (xml,) = config.model.cache_dir.glob(f"{saved.name.removesuffix('.savedmodel')}.openvino-*/facenet.xml")
+    version = ov.get_version().split("-")[0]  # the fp32 copy, not the int8 one beside it
+    xml = config.model.cache_dir / f"{saved.name.removesuffix('.savedmodel')}.openvino-{version}" / "facenet.xml"
     request = core.compile_model(str(xml), "CPU", {"PERFORMANCE_HINT": hint,
                                                    "INFERENCE_PRECISION_HINT": precision}).create_infer_request()
     return lambda batch: np.array(request.infer({0: batch})[0])

@@ -3,7 +3,6 @@ calibrated on, under a model id of its own, made once and cached, and made witho
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import numpy as np
@@ -14,6 +13,8 @@ from service.errors import ModelError
 from service.pipeline.encoder import Encoder
 from service.pipeline.model_id import NNCF_VERSION, makes_encodings_of
 from service.pipeline.runtime import load_facenet
+
+from quiet_home import run_with_empty_home
 
 pytestmark = pytest.mark.slow  # quantising takes about 25 s, once per run (the int8_facenet fixture)
 
@@ -113,13 +114,9 @@ def test_nncf_of_another_version_or_none_is_a_clear_error(monkeypatch):
 
 def test_nncf_is_loaded_without_its_usage_reporting(tmp_path, project_root):
     """Imported plainly, NNCF writes a client id under the home folder and reports each quantize call to
-    a web analytics service; the service's import leaves no trace and keeps NNCF's no-op stub."""
-    home = tmp_path / "home"
-    home.mkdir()
-    probe = ("import sys; from service.pipeline.quantize import _nncf; _nncf();"
+    a web analytics service; imported by the service, it leaves no trace and keeps its no-op stub."""
+    probe = ("from service.pipeline.quantize import _nncf; _nncf();"
              "import nncf.telemetry.wrapper as w; print(type(w.telemetry).__name__)")
-    env = {"HOME": str(home), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(project_root)}
-    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split()[-1] == "MagicMock"
-    assert list(home.rglob("*")) == []
+    out = run_with_empty_home(probe, tmp_path / "home", project_root)
+    assert out.split()[-1] == "MagicMock"
+    assert list((tmp_path / "home").rglob("*")) == []

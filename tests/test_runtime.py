@@ -15,6 +15,8 @@ from service.pipeline.batching import BatchingEmbed
 from service.pipeline.encoder import Encoder
 from service.pipeline.runtime import load_facenet
 
+from quiet_home import run_with_empty_home
+
 
 @pytest.fixture(scope="module")
 def runtimes(config, facenet):
@@ -86,6 +88,16 @@ def test_bfloat16_is_refused_where_it_cannot_run(config):
     with pytest.raises(ModelError, match="openvino"):
         load_facenet(config.model.weights, config.model.cache_dir, config.expected_sha256, "tensorflow",
                      precision="bf16")
+
+
+def test_loading_the_networks_reports_nothing(tmp_path, project_root):
+    """``import openvino`` alone sends an "import" event to a web analytics service and writes a client
+    id and a usage count under ~/intel; the service's networks load with neither."""
+    probe = ("from service.config import load_config; from service.pipeline.pipeline import build_pipeline;"
+             "import sys; build_pipeline(load_config()); print('openvino' in sys.modules)")
+    home = tmp_path / "home"
+    assert run_with_empty_home(probe, home, project_root).split()[-1] == "True"
+    assert not (home / "intel").exists(), sorted(home.rglob("*"))
 
 
 def test_single_faces_and_batches_agree(runtimes):

@@ -19,6 +19,7 @@ import numpy as np
 from service.errors import ModelError
 from service.pipeline.cascade import Networks
 from service.pipeline.mosaic import pack
+from service.pipeline.quiet_imports import import_openvino
 
 # Weight shapes in the lists the package stores (Keras order: conv kernels HWIO, then bias, then
 # PReLU slopes; dense kernels in x out). A package release with other weights is refused, not guessed.
@@ -57,8 +58,7 @@ def load_weights(name: str) -> list[np.ndarray]:
 
 def load_networks(threads: int = 0) -> Networks:
     """Compile the three networks for the CPU (``threads``: 0 lets OpenVINO use every core)."""
-    import openvino as ov
-
+    ov = import_openvino()
     core = ov.Core()
     # fp32 throughout: on CPUs with bfloat16 units OpenVINO would otherwise compute in bf16, which
     # moves PNet's face probabilities by up to 0.03 and so which windows pass its threshold.
@@ -146,6 +146,7 @@ def _run_batches(requests: _Requests, patches: np.ndarray, batch: int) -> np.nda
 # ---- the graphs, NCHW inside, NHWC in and out as the package's Keras models ---------------------
 
 def _ops():
+    import_openvino()
     import openvino.opset13 as ops
 
     return ops
@@ -184,9 +185,7 @@ def _flatten(x):
 
 
 def _model(output, inputs, name):
-    import openvino as ov
-
-    return ov.Model([output], inputs, name)
+    return import_openvino().Model([output], inputs, name)
 
 
 def _pnet(w):

@@ -8,17 +8,16 @@ on which its accuracy is measured (bench/precision_accuracy.py).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import sys
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
 from service.errors import ModelError
 from service.pipeline.encoder import normalize_pixels
 from service.pipeline.model_id import NNCF_VERSION
+from service.pipeline.quiet_imports import import_nncf
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +48,9 @@ def quantize(model, faces: np.ndarray):
 
 
 def _nncf():
-    """NNCF at the version the model id names, without its usage reporting."""
+    """NNCF at the version the model id names (without its usage reporting: ``quiet_imports``)."""
     try:
-        with _no_telemetry():
-            import nncf
+        nncf = import_nncf()
     except ImportError:
         raise ModelError(f"model.precision int8 needs NNCF {NNCF_VERSION} to make the quantised network "
                          f"once: .venv/bin/pip install nncf=={NNCF_VERSION} (`make setup` installs it)") from None
@@ -60,21 +58,3 @@ def _nncf():
         # Another version may quantise differently, and the model id would not say so.
         raise ModelError(f"model.precision int8 is made with NNCF {NNCF_VERSION}; {nncf.__version__} is installed")
     return nncf
-
-
-@contextlib.contextmanager
-def _no_telemetry() -> Iterator[None]:
-    """Hide ``openvino_telemetry`` while NNCF imports, so NNCF falls back to its no-op stub.
-
-    Otherwise NNCF writes a client id under the home folder when imported and sends each quantize call to
-    a web analytics service: a security product sends nothing anywhere unasked."""
-    absent = object()
-    saved = sys.modules.get("openvino_telemetry", absent)
-    sys.modules["openvino_telemetry"] = None  # makes `import openvino_telemetry` raise ImportError
-    try:
-        yield
-    finally:
-        if saved is absent:
-            del sys.modules["openvino_telemetry"]
-        else:
-            sys.modules["openvino_telemetry"] = saved

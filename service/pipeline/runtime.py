@@ -29,6 +29,7 @@ import numpy as np
 
 from service.errors import ModelError
 from service.pipeline.model_id import NNCF_VERSION, PRECISIONS, file_sha256, weights_model_id
+from service.pipeline.quiet_imports import import_openvino
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def _set_tensorflow_threads(tf, threads: int) -> None:
 
 def _openvino_runner(weights: Path, sha: str, cache_dir: Path, threads: int, precision: str = "fp32",
                      calibration: Callable[[], np.ndarray] | None = None) -> Callable:
-    import openvino as ov
+    ov = import_openvino()
 
     core = ov.Core()
     # fp32 unless asked: on CPUs with bfloat16 units OpenVINO would otherwise compute in bf16 by
@@ -161,7 +162,7 @@ def _openvino_runner(weights: Path, sha: str, cache_dir: Path, threads: int, pre
 
 def _openvino_model(core, weights: Path, sha: str, cache_dir: Path, rebuild: bool = False) -> Path:
     """OpenVINO's converted copy (model.xml + model.bin), made from the SavedModel when absent."""
-    import openvino as ov
+    ov = import_openvino()
 
     version = ov.get_version().split("-")[0]
     folder = Path(cache_dir) / f"facenet-{sha[:16]}.openvino-{version}"
@@ -184,7 +185,7 @@ def _int8_model(core, weights: Path, sha: str, cache_dir: Path, calibration: Cal
                 rebuild: bool = False) -> Path:
     """The int8 copy quantised from OpenVINO's fp32 one, made when absent (or when ``rebuild``: the
     fp32 copy is converted again only if it does not read)."""
-    import openvino as ov
+    ov = import_openvino()
 
     fp32 = _openvino_model(core, weights, sha, cache_dir)
     folder = fp32.parent.with_name(f"{fp32.parent.name}.int8-nncf{NNCF_VERSION}")
@@ -211,6 +212,7 @@ def _convert(saved: Path):
     """OpenVINO's TensorFlow front end over the SavedModel. Called directly rather than through
     ``openvino.convert_model``, whose wrapper reports usage statistics over the network: a security
     product sends nothing anywhere unasked."""
+    import_openvino()
     from openvino.frontend import FrontEndManager
 
     frontend = FrontEndManager().load_by_framework("tf")
