@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="only the first N photos (0: all)")
     parser.add_argument("--single", type=int, default=200, help="faces timed one at a time (default 200)")
     args = parser.parse_args()
+    if args.single < 1:
+        parser.error("--single needs at least 1 face")
     config = load_config()
     plain = replace(config.model, head=None, runtime="openvino", precision="fp32")
     pipeline = build_pipeline(replace(config, model=plain))
