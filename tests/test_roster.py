@@ -266,6 +266,26 @@ def test_reembed_after_a_model_change_is_resumable(database_url, capsys, pipelin
     assert_index_matches_database(home, pipeline.model_id)
 
 
+def test_faces_of_another_model_are_reported_whenever_the_index_loads(database_url, capsys, pipeline, tmp_path,
+                                                                       celebrity_dir, make_core, caplog):
+    """After a model switch (precision, head) the saved index still loads and catches up, and every
+    face drops out of search: the operator is told why and what to run, not left with "not in the
+    database" for everyone."""
+    home = tmp_path / "home"
+    cli(capsys, pipeline, home, "enroll", "madonna", *map(str, sorted((celebrity_dir / "train" / "madonna").iterdir())[:2]))
+    engine = make_engine(load_config(home=str(home)).database)
+    with session_factory(engine)() as session, session.begin():
+        session.execute(update(FaceRow).values(model_id="older-model"))
+        bump_generation(session)
+    engine.dispose()
+    core = make_core(home, database_url=database_url)
+    with caplog.at_level("WARNING"):
+        core.roster.index.load()
+    assert len(core.roster.index) == 0
+    assert "2 faces were encoded by another model and are not searchable; run `facerec reindex --reembed`" in caplog.text
+    assert "rebuilding" not in caplog.text  # the saved index was loaded, not rebuilt
+
+
 def test_sigkill_during_import_loses_nothing_reported(database_url, tmp_path, celebrity_dir, pipeline, capsys):
     home = tmp_path / "home"
     command = [str(Path(sys.executable).parent / "facerec"), "import", str(celebrity_dir / "train"),

@@ -135,6 +135,8 @@ class RosterIndex:
         if self.persist and self._index.removed_share > COMPACT_SHARE:
             log.info("%.0f%% of the index's nodes are removed faces: rebuilding it", 100 * self._index.removed_share)
             self.rebuild()
+        else:  # said on every load, not only after a rebuild: a model switch leaves the saved index usable
+            self._warn_about_other_models()
 
     def rebuild(self, progress: Progress | None = None, chunk: int = 50_000,
                 build_progress: Progress | None = None) -> int:
