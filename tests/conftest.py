@@ -112,6 +112,22 @@ def pipeline(config, facenet, detector):
                             config.model.flip, head), detector, config)
 
 
+@pytest.fixture(scope="session")
+def one_face_crops(pipeline):
+    """``crops(photos)``: the aligned face of each photo that shows exactly one (a second face may be
+    anybody), and each one's person (its folder's name)."""
+    def crops(photos):
+        found, people = [], []
+        for photo in photos:
+            faces = pipeline.locate(photo).faces
+            if len(faces) == 1:
+                found.append(faces[0].crop)
+                people.append(photo.parent.name)
+        return found, people
+
+    return crops
+
+
 @pytest.fixture
 def make_core(config, pipeline):
     """Application cores on the shared pipeline, each with its own data home; closed after the test."""

@@ -20,15 +20,9 @@ pytestmark = pytest.mark.slow  # quantising takes about 25 s, once per run (the 
 
 
 @pytest.fixture(scope="module")
-def held_out(pipeline, celebrity_dir):
+def held_out(one_face_crops, celebrity_dir):
     """The 5-celebrity val photos' faces (int8 is calibrated on the train photos), with their people."""
-    crops, people = [], []
-    for photo in sorted((celebrity_dir / "val").glob("*/*")):
-        faces = pipeline.locate(photo).faces
-        if len(faces) == 1:
-            crops.append(faces[0].crop)
-            people.append(photo.parent.name)
-    return crops, people
+    return one_face_crops(sorted((celebrity_dir / "val").glob("*/*")))
 
 
 def _encode(net, crops, config):
