@@ -15,13 +15,13 @@ from typing import Any, Mapping
 import yaml
 
 from service.errors import ConfigError
-from service.pipeline.model_id import PRECISIONS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "FACEREC_"
 API_KEYS_ENV = f"{ENV_PREFIX}API_KEYS"  # "role:key,role:key": a list, so not a generic YAML override
 API_ROLES = ("admin", "client")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+PRECISIONS = ("fp32", "bf16", "int8")  # model.precision; exact first
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class ModelConfig:
     runtime: str = "openvino"
     threads: int = 0
     # "fp32" (exact), "bf16" (OpenVINO on a CPU with bfloat16 units) or "int8" (OpenVINO, quantised by
-    # NNCF at conversion): faster, encodings within ~0.03 and ~0.25 of fp32's.
+    # NNCF at conversion): faster, encodings within ~0.03 and ~0.26 of fp32's.
     precision: str = "fp32"
     # A head trained by `facerec train` applied to every encoding (its folder or head.npz), or None.
     head: Path | None = None

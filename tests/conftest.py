@@ -90,13 +90,11 @@ def int8_cache(config, facenet, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def int8_facenet(config, int8_cache, detector):
     """FaceNet quantised to int8 as ``model.precision: int8`` makes it, once per test run."""
-    from functools import partial
-
     from service.pipeline.pipeline import int8_calibration
     from service.pipeline.runtime import load_facenet
 
     return load_facenet(config.model.weights, int8_cache, config.expected_sha256, "openvino", precision="int8",
-                        calibration=partial(int8_calibration, config, detector))
+                        calibration=int8_calibration(config, detector))
 
 
 @pytest.fixture(scope="session")

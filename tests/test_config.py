@@ -93,3 +93,10 @@ def test_bad_index_settings_are_refused_naming_the_setting(config_file, index, m
     config_file.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match=message):
         load_config(config_file, env={})
+
+
+def test_int8_calibrates_with_the_shipped_detection_settings():
+    """int8's calibration keeps its own copy of them, so a site's changes do not change the network."""
+    from service.pipeline.pipeline import CALIBRATION_DETECTION
+
+    assert load_config(PROJECT_ROOT / "config.yaml", env={}).detection == CALIBRATION_DETECTION

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from service.errors import ModelError
+from service.errors import ModelError, PhotoError
 from service.pipeline.encoder import Encoder
 from service.pipeline.model_id import NNCF_VERSION, makes_encodings_of
+from service.pipeline.quantize import Calibration, require_nncf
 from service.pipeline.runtime import load_facenet
 
 from quiet_home import run_with_empty_home
 
-pytestmark = pytest.mark.slow  # quantising takes about 25 s, once per run (the int8_facenet fixture)
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +35,7 @@ def _auc(vectors, people) -> float:
     return roc_auc_score(same, -np.linalg.norm(vectors[:, None] - vectors[None], axis=2)[upper])
 
 
+@pytest.mark.slow  # the int8_facenet fixture quantises (about 25 s, once per run)
 def test_int8_is_close_to_fp32_on_faces_it_was_not_calibrated_on(int8_facenet, facenet, held_out, config):
     crops, people = held_out
     assert len(crops) >= 20
@@ -47,33 +48,56 @@ def test_int8_is_close_to_fp32_on_faces_it_was_not_calibrated_on(int8_facenet, f
     assert int8_facenet.model_id == f"{facenet.model_id}+int8-nncf{NNCF_VERSION}"
 
 
+@pytest.mark.slow
 def test_a_head_for_fp32_encodings_serves_int8_ones(config, int8_facenet):
     network = f"{int8_facenet.model_id}/{config.model.normalization}{'+flip' if config.model.flip else ''}"
     assert makes_encodings_of(config, network)
     assert not makes_encodings_of(config, network.replace("+int8", "+int4"))
 
 
+@pytest.mark.slow
 def test_the_quantised_copy_is_made_once_then_loaded(int8_facenet, int8_cache, config):
-    (xml,) = int8_cache.glob("*.int8-*/facenet.xml")
+    (xml,) = int8_cache.glob(f"*.int8-nncf{NNCF_VERSION}-{config.model.normalization}/facenet.xml")
     stamp = xml.stat().st_mtime_ns
 
     def refuse():
         raise AssertionError("quantised again although the cache holds a quantised copy")
 
     again = load_facenet(config.model.weights, int8_cache, config.expected_sha256, "openvino",
-                         precision="int8", calibration=refuse)
+                         precision="int8", calibration=Calibration(config.model.normalization, refuse))
     faces = np.random.default_rng(3).normal(size=(4, 160, 160, 3)).astype(np.float32)
     np.testing.assert_allclose(again.embed(faces), int8_facenet.embed(faces), atol=1e-5)
     assert xml.stat().st_mtime_ns == stamp and again.model_id == int8_facenet.model_id
 
 
-def test_without_a_quantised_copy_or_calibration_faces_int8_is_a_clear_error(config, fp32_only_cache):
-    with pytest.raises(ModelError, match="no calibration faces"):
-        load_facenet(config.model.weights, fp32_only_cache, config.expected_sha256, "openvino", precision="int8")
+def test_int8_failures_are_clear_model_errors_and_checked_first(config, fp32_only_cache, monkeypatch):
+    def load(calibration):
+        return load_facenet(config.model.weights, fp32_only_cache, config.expected_sha256, "openvino",
+                            precision="int8", calibration=calibration)
+
+    with pytest.raises(ModelError, match="needs its calibration"):
+        load(None)
     with pytest.raises(ModelError, match="openvino"):
         load_facenet(config.model.weights, fp32_only_cache, config.expected_sha256, "tensorflow", precision="int8")
 
+    def unreadable():
+        raise PhotoError("a calibration photo does not decode")
 
+    with pytest.raises(ModelError, match="int8 quantisation failed: a calibration photo does not decode"):
+        load(Calibration("test", unreadable))
+    calls = []
+    nncf = require_nncf()
+    monkeypatch.setattr(nncf, "__version__", "0.0.1")
+    with pytest.raises(ModelError, match=f"made with NNCF {NNCF_VERSION}; 0.0.1 is installed"):
+        load(Calibration("test", lambda: calls.append(1)))
+    assert calls == []  # NNCF is checked before the calibration's detection pass
+    monkeypatch.setitem(sys.modules, "nncf", None)
+    with pytest.raises(ModelError, match=f"pip install nncf=={NNCF_VERSION}"):
+        require_nncf()
+    assert not list(fp32_only_cache.glob("*.int8-*/facenet.xml"))  # nothing half-made left to load
+
+
+@pytest.mark.slow
 def test_a_damaged_quantised_copy_is_made_again(config, fp32_only_cache):
     cache = fp32_only_cache
     faces = np.random.default_rng(4).normal(size=(16, 160, 160, 3)).astype(np.float32)
@@ -84,32 +108,20 @@ def test_a_damaged_quantised_copy_is_made_again(config, fp32_only_cache):
         return faces  # few and random: this test is about the cache, not accuracy
 
     first = load_facenet(config.model.weights, cache, config.expected_sha256, "openvino", precision="int8",
-                         calibration=calibration)
-    (folder,) = cache.glob("*.int8-*")
+                         calibration=Calibration("test", calibration))
+    (folder,) = cache.glob(f"*.int8-nncf{NNCF_VERSION}-test")  # named by what its calibration depends on
     (folder / "facenet.xml").write_text("<net>not a network")
     repaired = load_facenet(config.model.weights, cache, config.expected_sha256, "openvino", precision="int8",
-                            calibration=calibration)
+                            calibration=Calibration("test", calibration))
     assert len(calls) == 2
     np.testing.assert_allclose(repaired.embed(faces[:2]), first.embed(faces[:2]), atol=1e-5)
     assert [p.name for p in cache.iterdir() if p.name.startswith(".")] == []
 
 
-def test_nncf_of_another_version_or_none_is_a_clear_error(monkeypatch):
-    from service.pipeline import quantize
-
-    nncf = quantize._nncf()
-    monkeypatch.setattr(nncf, "__version__", "0.0.1")
-    with pytest.raises(ModelError, match=f"made with NNCF {NNCF_VERSION}; 0.0.1 is installed"):
-        quantize._nncf()
-    monkeypatch.setitem(sys.modules, "nncf", None)
-    with pytest.raises(ModelError, match=f"pip install nncf=={NNCF_VERSION}"):
-        quantize._nncf()
-
-
 def test_nncf_is_loaded_without_its_usage_reporting(tmp_path, project_root):
     """Imported plainly, NNCF writes a client id under the home folder and reports each quantize call to
     a web analytics service; imported by the service, it leaves no trace and keeps its no-op stub."""
-    probe = ("from service.pipeline.quantize import _nncf; _nncf();"
+    probe = ("from service.pipeline.quantize import require_nncf; require_nncf();"
              "import nncf.telemetry.wrapper as w; print(type(w.telemetry).__name__)")
     out = run_with_empty_home(probe, tmp_path / "home", project_root)
     assert out.split()[-1] == "MagicMock"

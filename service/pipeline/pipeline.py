@@ -7,12 +7,11 @@ same faces for the same photo. Which of several faces counts is decided above, i
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import partial
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from PIL import Image
 
-from service.config import Config
+from service.config import Config, DetectionConfig
 from service.pipeline.align import align_face, whole_image_face
 from service.pipeline.decode import Source, load_for_detection, load_image
 from service.pipeline.detect import DetectedFace, FaceDetector, scale_face
@@ -21,6 +20,13 @@ from service.pipeline.faces import AlignedFace, PhotoFaces
 from service.pipeline.head import configured_head
 from service.pipeline.batching import BatchingEmbed
 from service.pipeline.runtime import INPUT_SIZE, load_facenet
+
+if TYPE_CHECKING:
+    from service.pipeline.quantize import Calibration
+
+
+# config.yaml's shipped detection settings, fixed for int8's calibration whatever a site sets.
+CALIBRATION_DETECTION = DetectionConfig(max_side=800, min_face=20, min_confidence=0.8, margin=0.0)
 
 
 class Pipeline:
@@ -82,7 +88,7 @@ def build_pipeline(config: Config, head=None) -> Pipeline:
     model = config.model
     detector = FaceDetector() if config.detect else None
     facenet = load_facenet(model.weights, model.cache_dir, config.expected_sha256, model.runtime, model.threads,
-                           model.precision, partial(int8_calibration, config, detector))
+                           model.precision, int8_calibration(config, detector))
     # Server threads encode at the same time: their faces share the network's runs (batching.py).
     facenet = replace(facenet, embed=BatchingEmbed(facenet.embed, max_rows=model.batch_size))
     if head is None and model.head is not None:
@@ -91,10 +97,15 @@ def build_pipeline(config: Config, head=None) -> Pipeline:
     return Pipeline(encoder, detector, config)
 
 
-def int8_calibration(config: Config, detector: FaceDetector | None):
-    """int8's calibration faces, found and aligned as served photos are (by a detector even when detection
-    is off: the calibration photos are scenes, and the network is only ever given faces)."""
-    from service.pipeline.quantize import calibration_faces
+def int8_calibration(config: Config, detector: FaceDetector | None) -> Calibration:
+    """How ``model.precision: int8`` is calibrated: on faces found and aligned as served photos are, with
+    the shipped detection settings rather than this site's (so hosts make the same network), and by a
+    detector even when detection is off (the calibration photos are scenes; the network is only ever
+    given faces)."""
+    from service.pipeline.quantize import Calibration, calibration_faces
 
-    finder = Pipeline(None, detector or FaceDetector(), config)
-    return calibration_faces(config.model.celebrity_photos / "train", finder.locate, config.model.normalization)
+    def faces():
+        finder = Pipeline(None, detector or FaceDetector(), replace(config, detection=CALIBRATION_DETECTION))
+        return calibration_faces(config.model.celebrity_photos / "train", finder.locate, config.model.normalization)
+
+    return Calibration(config.model.normalization, faces)

@@ -23,13 +23,17 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
 from service.errors import ModelError
-from service.pipeline.model_id import NNCF_VERSION, PRECISIONS, file_sha256, weights_model_id
+from service.config import PRECISIONS
+from service.pipeline.model_id import NNCF_VERSION, file_sha256, weights_model_id
 from service.pipeline.quiet_imports import import_openvino
+
+if TYPE_CHECKING:
+    from service.pipeline.quantize import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +57,13 @@ class FaceNet:
 
 def load_facenet(weights: Path, cache_dir: Path | None = None, expected_sha256: str | None = None,
                  runtime: str = "tensorflow", threads: int = 0, precision: str = "fp32",
-                 calibration: Callable[[], np.ndarray] | None = None) -> FaceNet:
+                 calibration: Calibration | None = None) -> FaceNet:
     """Load FaceNet from the published h5 for ``runtime``, through the converted caches when present.
 
     ``threads``: CPU threads for one inference (0: the runtime's choice, one per core). ``precision``
     (OpenVINO only, each with its own model id): "bf16" computes in bfloat16 (a CPU with bfloat16 units
-    only); "int8" runs the network quantised by NNCF, made once from ``calibration()`` (normalised
-    faces, ``quantize.calibration_faces``) when the cache has no quantised copy yet.
+    only); "int8" runs the network quantised by NNCF, made once by ``calibration`` (``quantize.py``)
+    when the cache has no quantised copy yet.
     """
     if runtime not in RUNTIMES:
         raise ModelError(f"unknown model runtime {runtime!r}; use one of {RUNTIMES}")
@@ -120,7 +124,7 @@ def _set_tensorflow_threads(tf, threads: int) -> None:
 
 
 def _openvino_runner(weights: Path, sha: str, cache_dir: Path, threads: int, precision: str = "fp32",
-                     calibration: Callable[[], np.ndarray] | None = None) -> Callable:
+                     calibration: Calibration | None = None) -> Callable:
     ov = import_openvino()
 
     core = ov.Core()
@@ -160,12 +164,16 @@ def _openvino_runner(weights: Path, sha: str, cache_dir: Path, threads: int, pre
     return embed
 
 
+def _openvino_folder(cache_dir: Path, sha: str) -> Path:
+    """Where OpenVINO's fp32 copy is cached: named by the weights and the OpenVINO version."""
+    version = import_openvino().get_version().split("-")[0]
+    return Path(cache_dir) / f"facenet-{sha[:16]}.openvino-{version}"
+
+
 def _openvino_model(core, weights: Path, sha: str, cache_dir: Path, rebuild: bool = False) -> Path:
     """OpenVINO's converted copy (model.xml + model.bin), made from the SavedModel when absent."""
     ov = import_openvino()
-
-    version = ov.get_version().split("-")[0]
-    folder = Path(cache_dir) / f"facenet-{sha[:16]}.openvino-{version}"
+    folder = _openvino_folder(cache_dir, sha)
     xml = folder / "facenet.xml"
     if xml.is_file() and (folder / "facenet.bin").is_file() and not rebuild:
         return xml
@@ -177,35 +185,57 @@ def _openvino_model(core, weights: Path, sha: str, cache_dir: Path, rebuild: boo
         model = _convert(_saved_model(weights, sha, cache_dir, rebuild=True))
     with writing_folder(folder, replace=rebuild) as partial:
         ov.save_model(model, str(partial / "facenet.xml"), compress_to_fp16=False)
-    log.info("converted FaceNet for OpenVINO %s into %s", version, folder)
+    log.info("converted FaceNet for OpenVINO into %s", folder)
     return xml
 
 
-def _int8_model(core, weights: Path, sha: str, cache_dir: Path, calibration: Callable[[], np.ndarray] | None,
+def _int8_model(core, weights: Path, sha: str, cache_dir: Path, calibration: Calibration | None,
                 rebuild: bool = False) -> Path:
     """The int8 copy quantised from OpenVINO's fp32 one, made when absent (or when ``rebuild``: the
     fp32 copy is converted again only if it does not read)."""
-    ov = import_openvino()
-
-    fp32 = _openvino_model(core, weights, sha, cache_dir)
-    folder = fp32.parent.with_name(f"{fp32.parent.name}.int8-nncf{NNCF_VERSION}")
-    xml = folder / "facenet.xml"
-    if xml.is_file() and (folder / "facenet.bin").is_file() and not rebuild:
-        return xml
     if calibration is None:
-        raise ModelError(f"no int8 FaceNet in {folder.parent} yet, and no calibration faces to make one")
-    from service.pipeline.quantize import quantize
+        raise ModelError("model.precision int8 needs its calibration (build_pipeline gives it)")
+    fp32_folder = _openvino_folder(cache_dir, sha)
+    folder = fp32_folder.with_name(f"{fp32_folder.name}.int8-nncf{NNCF_VERSION}-{calibration.tag}")
+    xml = folder / "facenet.xml"
 
-    try:
-        network = core.read_model(str(fp32))
-    except Exception as exc:
-        log.warning("OpenVINO model cache unreadable (%s); converting again", exc)
-        network = core.read_model(str(_openvino_model(core, weights, sha, cache_dir, rebuild=True)))
-    model = quantize(network, calibration())
-    with writing_folder(folder, replace=rebuild) as partial:
-        ov.save_model(model, str(partial / "facenet.xml"), compress_to_fp16=False)
+    def ready() -> bool:
+        return xml.is_file() and (folder / "facenet.bin").is_file() and not rebuild
+
+    if ready():
+        return xml
+    # Workers starting together on an empty cache quantise once: the others wait, then load its copy.
+    with _locked(folder.with_name(f"{folder.name}.lock")):
+        if ready():
+            return xml
+        from service.pipeline.quantize import quantize
+
+        fp32 = _openvino_model(core, weights, sha, cache_dir)
+        try:
+            network = core.read_model(str(fp32))
+        except Exception as exc:
+            log.warning("OpenVINO model cache unreadable (%s); converting again", exc)
+            network = core.read_model(str(_openvino_model(core, weights, sha, cache_dir, rebuild=True)))
+        model = quantize(network, calibration)
+        with writing_folder(folder, replace=rebuild) as partial:
+            import_openvino().save_model(model, str(partial / "facenet.xml"), compress_to_fp16=False)
     log.info("quantised FaceNet to int8 into %s", folder)
     return xml
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (a file kept in place: removing it would let a later process lock
+    a new file while another still holds the old one)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _convert(saved: Path):
