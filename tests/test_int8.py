@@ -4,6 +4,7 @@ calibrated on, under a model id of its own, made once and cached, and made witho
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -116,6 +117,25 @@ def test_a_damaged_quantised_copy_is_made_again(config, fp32_only_cache):
     assert len(calls) == 2
     np.testing.assert_allclose(repaired.embed(faces[:2]), first.embed(faces[:2]), atol=1e-5)
     assert [p.name for p in cache.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.slow
+def test_processes_starting_together_on_an_empty_cache_quantise_once(config, fp32_only_cache):
+    faces = np.random.default_rng(5).normal(size=(16, 160, 160, 3)).astype(np.float32)
+    calls = []
+
+    def calibration():
+        calls.append(1)
+        return faces
+
+    def load(_):
+        return load_facenet(config.model.weights, fp32_only_cache, config.expected_sha256, "openvino",
+                            precision="int8", calibration=Calibration("test", calibration))
+
+    with ThreadPoolExecutor(2) as pool:  # the lock is a file lock: threads contend for it as processes do
+        first, second = pool.map(load, range(2))
+    assert len(calls) == 1
+    np.testing.assert_allclose(first.embed(faces[:2]), second.embed(faces[:2]), atol=1e-6)
 
 
 def test_nncf_is_loaded_without_its_usage_reporting(tmp_path, project_root):
