@@ -384,6 +384,7 @@ def test_metrics(client, enrolled):
                    'endpoint="/v1/identify"', "facerec_decisions_total{", "facerec_roster_people ",
                    "facerec_roster_faces "):
         assert series in text, series
+    assert "\nfacerec_roster_faces_other_models 0\n" in text
 
 
 def test_no_traceback_ever_reaches_a_client(client):

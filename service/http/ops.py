@@ -29,7 +29,10 @@ def metrics():
     if facerec.ready:
         status = facerec.core.upkeep.status()
         gauges = {"facerec_roster_people": ("People in the roster.", facerec.core.people.count()),
-                  "facerec_roster_faces": ("Faces searchable with this model.", status.faces)}
+                  "facerec_roster_faces": ("Faces searchable with this model.", status.faces),
+                  # Non-zero after a model change (precision, head, weights) until `facerec reindex --reembed`.
+                  "facerec_roster_faces_other_models": ("Faces encoded by another model, not searchable.",
+                                                        facerec.core.roster.count_stale_faces())}
     return Response(facerec.metrics.render(gauges), mimetype="text/plain; version=0.0.4")
 
 
