@@ -8,6 +8,8 @@ runtimes so that whatever else the machine does weighs on each alike; the table 
 round. "max L2 vs TF" is the largest distance between a face's unit encoding from that runtime and
 from TensorFlow: the service may switch runtimes without re-embedding only where it is below 1e-4.
 
+The bf16 and int8 rows are inexact by design (``model.precision``; their accuracy on LFW is measured
+by bench/precision_accuracy.py): their "max L2 vs TF" says how far, not whether they may be swapped in.
 ONNX Runtime needs tf2onnx and onnxruntime, which the service does not use: `pip install -r
 bench/requirements-runtimes.txt` adds them; without them that row says so. LiteRT is TensorFlow's own
 interpreter (``tf.lite``, XNNPACK kernels).
@@ -51,7 +53,8 @@ def main() -> int:
     runners["tensorflow + XLA (jit_compile)"] = _tensorflow_xla(saved)
     runners["openvino fp32, latency hint"] = _plain(config, "openvino")
     runners["openvino fp32, throughput hint"] = _openvino(saved, config, "THROUGHPUT")
-    runners["openvino bf16 (CPU default here)"] = _openvino(saved, config, "LATENCY", precision="bf16")
+    runners["openvino bf16 (model.precision: bf16)"] = _bf16(saved, config)
+    runners["openvino int8 (model.precision: int8)"] = _int8(config, pipeline.detector)
     runners["onnx runtime"] = _onnx(saved, config)
     runners["litert / xnnpack"] = _litert(saved, config)
 
@@ -112,6 +115,23 @@ def _plain(config, runtime: str):
     from service.pipeline.runtime import load_facenet
 
     return load_facenet(config.model.weights, config.model.cache_dir, config.expected_sha256, runtime).embed
+
+
+def _bf16(saved: Path, config):
+    from service.pipeline.quiet_imports import import_openvino
+
+    if "BF16" not in import_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        return "not on this CPU (no bfloat16 units: OpenVINO would run fp32 under the name)"
+    return _openvino(saved, config, "LATENCY", precision="bf16")
+
+
+def _int8(config, detector):
+    """The service's int8 network (quantised on first use, then from the cache)."""
+    from service.pipeline.pipeline import int8_calibration
+    from service.pipeline.runtime import load_facenet
+
+    return load_facenet(config.model.weights, config.model.cache_dir, config.expected_sha256, "openvino",
+                        precision="int8", calibration=int8_calibration(config, detector)).embed
 
 
 def _tensorflow_xla(saved: Path):
