@@ -40,20 +40,21 @@ def main() -> int:
     from service.pipeline.encoder import normalize_pixels
     from service.pipeline.model_id import file_sha256
     from service.pipeline.pipeline import build_pipeline
-    from service.pipeline.runtime import saved_model_path
+    from service.pipeline.runtime import openvino_model_path, saved_model_path
 
     config = load_config(model__runtime="tensorflow")
     pipeline = build_pipeline(config)
     photos = sorted((ROOT / "models" / "data" / "5-celebrity").glob("*/*/*"))
     crops = [f.crop for p in photos for f in pipeline.locate(p).faces[:1]]
     faces = normalize_pixels(np.stack([np.asarray(c) for c in crops]), config.model.normalization)
-    saved = saved_model_path(config.model.cache_dir, file_sha256(config.model.weights))
+    sha = file_sha256(config.model.weights)
+    saved, fp32 = saved_model_path(config.model.cache_dir, sha), openvino_model_path(config.model.cache_dir, sha)
 
     runners = {"tensorflow (SavedModel)": _plain(config, "tensorflow")}
     runners["tensorflow + XLA (jit_compile)"] = _tensorflow_xla(saved)
     runners["openvino fp32, latency hint"] = _plain(config, "openvino")
-    runners["openvino fp32, throughput hint"] = _openvino(saved, config, "THROUGHPUT")
-    runners["openvino bf16 (model.precision: bf16)"] = _bf16(saved, config)
+    runners["openvino fp32, throughput hint"] = _openvino(fp32, "THROUGHPUT")
+    runners["openvino bf16 (model.precision: bf16)"] = _bf16(fp32)
     runners["openvino int8 (model.precision: int8)"] = _int8(config, pipeline.detector)
     runners["onnx runtime"] = _onnx(saved, config)
     runners["litert / xnnpack"] = _litert(saved, config)
@@ -117,12 +118,12 @@ def _plain(config, runtime: str):
     return load_facenet(config.model.weights, config.model.cache_dir, config.expected_sha256, runtime).embed
 
 
-def _bf16(saved: Path, config):
+def _bf16(fp32: Path):
     from service.pipeline.quiet_imports import import_openvino
 
     if "BF16" not in import_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         return "not on this CPU (no bfloat16 units: OpenVINO would run fp32 under the name)"
-    return _openvino(saved, config, "LATENCY", precision="bf16")
+    return _openvino(fp32, "LATENCY", precision="bf16")
 
 
 def _int8(config, detector):
@@ -142,14 +143,12 @@ def _tensorflow_xla(saved: Path):
     return lambda batch: compiled(tf.constant(batch, tf.float32)).numpy()
 
 
-def _openvino(saved: Path, config, hint: str, precision: str = "f32"):
+def _openvino(fp32: Path, hint: str, precision: str = "f32"):
+    """OpenVINO's cached fp32 copy (``fp32``, made when the service first loaded it) with other options."""
     from service.pipeline.quiet_imports import import_openvino
 
-    ov = import_openvino()
-    core = ov.Core()
-    version = ov.get_version().split("-")[0]  # the fp32 copy, not the int8 one beside it
-    xml = config.model.cache_dir / f"{saved.name.removesuffix('.savedmodel')}.openvino-{version}" / "facenet.xml"
-    request = core.compile_model(str(xml), "CPU", {"PERFORMANCE_HINT": hint,
+    core = import_openvino().Core()
+    request = core.compile_model(str(fp32 / "facenet.xml"), "CPU", {"PERFORMANCE_HINT": hint,
                                                    "INFERENCE_PRECISION_HINT": precision}).create_infer_request()
     return lambda batch: np.array(request.infer({0: batch})[0])
 

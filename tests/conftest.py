@@ -69,9 +69,11 @@ def facenet(config):
 
 def _with_fp32_openvino(config, cache: Path) -> Path:
     """``cache`` holding only OpenVINO's fp32 copy of FaceNet, linked from the project's cache."""
-    for folder in config.model.cache_dir.glob("facenet-*.openvino-*"):
-        if ".int8-" not in folder.name:
-            (cache / folder.name).symlink_to(folder.resolve())
+    from service.pipeline.model_id import file_sha256
+    from service.pipeline.runtime import openvino_model_path
+
+    fp32 = openvino_model_path(config.model.cache_dir, file_sha256(config.model.weights))
+    (cache / fp32.name).symlink_to(fp32.resolve())
     return cache
 
 

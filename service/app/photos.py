@@ -13,14 +13,11 @@ from typing import TYPE_CHECKING, Sequence
 
 from service.app.rules import dominant_face
 from service.errors import FacerecError, ImageError, ImageNotFound
-from service.pipeline.decode import Source, describe_source
+from service.pipeline.decode import Source, describe_source, is_photo
 
 if TYPE_CHECKING:
     from service.pipeline.faces import AlignedFace
     from service.pipeline.pipeline import Pipeline
-
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
 
 @dataclass(frozen=True)
 class Photo:
@@ -53,10 +50,6 @@ class Photo:
 
     def sha256(self) -> str:
         return hashlib.sha256(self.read()).hexdigest()
-
-
-def is_photo(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in PHOTO_SUFFIXES and not path.name.startswith(".")
 
 
 def photo_paths(paths: Sequence[Path]) -> list[Path]:

@@ -12,6 +12,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Union
 
 import numpy as np
@@ -29,6 +30,8 @@ from service.errors import (
 Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
 
 DEFAULT_MAX_PIXELS = 40_000_000
+# What a folder walk takes for a photo (by name; the bytes are checked when decoded).
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 DEFAULT_MAX_SIDE = 800
 
 # Transparent pixels are composited onto white: their stored colour is often arbitrary (black or
@@ -242,3 +245,8 @@ def _detection_copy(full: Image.Image, max_side: int) -> tuple[Image.Image, floa
     reduced = full.reduce(factor) if factor >= 2 else full
     small = reduced.resize(target, Image.Resampling.BILINEAR)
     return small, longer / max(target)
+
+
+def is_photo(path: Path) -> bool:
+    """A visible file with a photo's suffix."""
+    return path.is_file() and path.suffix.lower() in PHOTO_SUFFIXES and not path.name.startswith(".")

@@ -88,7 +88,7 @@ def build_pipeline(config: Config, head=None) -> Pipeline:
     model = config.model
     detector = FaceDetector() if config.detect else None
     facenet = load_facenet(model.weights, model.cache_dir, config.expected_sha256, model.runtime, model.threads,
-                           model.precision, int8_calibration(config, detector))
+                           model.precision, int8_calibration(config, detector) if model.precision == "int8" else None)
     # Server threads encode at the same time: their faces share the network's runs (batching.py).
     facenet = replace(facenet, embed=BatchingEmbed(facenet.embed, max_rows=model.batch_size))
     if head is None and model.head is not None:

@@ -18,14 +18,12 @@ from typing import Callable
 import numpy as np
 
 from service.errors import ModelError
+from service.pipeline.decode import is_photo
 from service.pipeline.encoder import normalize_pixels
 from service.pipeline.model_id import NNCF_VERSION
 from service.pipeline.quiet_imports import import_nncf
 
 log = logging.getLogger(__name__)
-
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
-
 
 @dataclass(frozen=True)
 class Calibration:
@@ -40,7 +38,7 @@ def calibration_faces(photos: Path, locate: Callable, normalization: str) -> np.
     """The network's input for each photo's most confident face and its mirror, (N, 160, 160, 3) float32.
 
     ``locate`` finds a photo's aligned faces (``Pipeline.locate``)."""
-    paths = sorted(p for p in Path(photos).glob("*/*") if p.suffix.lower() in PHOTO_SUFFIXES)
+    paths = sorted(p for p in Path(photos).glob("*/*") if is_photo(p))
     if not paths:
         raise ModelError(f"int8 calibration photos not found under {photos}: run `make models` to fetch them")
     crops = [np.asarray(face.crop) for path in paths for face in locate(path).faces[:1]]

@@ -164,7 +164,7 @@ def _openvino_runner(weights: Path, sha: str, cache_dir: Path, threads: int, pre
     return embed
 
 
-def _openvino_folder(cache_dir: Path, sha: str) -> Path:
+def openvino_model_path(cache_dir: Path, sha: str) -> Path:
     """Where OpenVINO's fp32 copy is cached: named by the weights and the OpenVINO version."""
     version = import_openvino().get_version().split("-")[0]
     return Path(cache_dir) / f"facenet-{sha[:16]}.openvino-{version}"
@@ -173,9 +173,9 @@ def _openvino_folder(cache_dir: Path, sha: str) -> Path:
 def _openvino_model(core, weights: Path, sha: str, cache_dir: Path, rebuild: bool = False) -> Path:
     """OpenVINO's converted copy (model.xml + model.bin), made from the SavedModel when absent."""
     ov = import_openvino()
-    folder = _openvino_folder(cache_dir, sha)
+    folder = openvino_model_path(cache_dir, sha)
     xml = folder / "facenet.xml"
-    if xml.is_file() and (folder / "facenet.bin").is_file() and not rebuild:
+    if _complete(folder) and not rebuild:
         return xml
     saved = _saved_model(weights, sha, cache_dir, rebuild=rebuild)
     try:
@@ -195,18 +195,14 @@ def _int8_model(core, weights: Path, sha: str, cache_dir: Path, calibration: Cal
     fp32 copy is converted again only if it does not read)."""
     if calibration is None:
         raise ModelError("model.precision int8 needs its calibration (build_pipeline gives it)")
-    fp32_folder = _openvino_folder(cache_dir, sha)
+    fp32_folder = openvino_model_path(cache_dir, sha)
     folder = fp32_folder.with_name(f"{fp32_folder.name}.int8-nncf{NNCF_VERSION}-{calibration.tag}")
     xml = folder / "facenet.xml"
-
-    def ready() -> bool:
-        return xml.is_file() and (folder / "facenet.bin").is_file() and not rebuild
-
-    if ready():
+    if _complete(folder) and not rebuild:
         return xml
     # Workers starting together on an empty cache quantise once: the others wait, then load its copy.
     with _locked(folder.with_name(f"{folder.name}.lock")):
-        if ready():
+        if _complete(folder) and not rebuild:
             return xml
         from service.pipeline.quantize import quantize
 
@@ -221,6 +217,11 @@ def _int8_model(core, weights: Path, sha: str, cache_dir: Path, calibration: Cal
             import_openvino().save_model(model, str(partial / "facenet.xml"), compress_to_fp16=False)
     log.info("quantised FaceNet to int8 into %s", folder)
     return xml
+
+
+def _complete(folder: Path) -> bool:
+    """Whether a converted copy's two files are both in place."""
+    return (folder / "facenet.xml").is_file() and (folder / "facenet.bin").is_file()
 
 
 @contextlib.contextmanager
