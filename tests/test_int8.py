@@ -36,7 +36,7 @@ def _auc(vectors, people) -> float:
     return roc_auc_score(same, -np.linalg.norm(vectors[:, None] - vectors[None], axis=2)[upper])
 
 
-@pytest.mark.slow  # the int8_facenet fixture quantises (about 25 s, once per run)
+@pytest.mark.slow  # the int8_facenet fixture quantises (about 28 s, once per run)
 def test_int8_is_close_to_fp32_on_faces_it_was_not_calibrated_on(int8_facenet, facenet, held_out, config):
     crops, people = held_out
     assert len(crops) >= 20
