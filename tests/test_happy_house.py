@@ -70,6 +70,7 @@ def test_default_pipeline_keeps_every_published_decision(precision, expected, ma
     if precision == "int8":
         pipeline = _with_network(pipeline, request.getfixturevalue("int8_facenet"))
     core = make_core(pipeline=pipeline)
+    assert ("+int8-" in core.model_id) == (precision == "int8")
     door = core.recognition
     roster, refused = door.folder_gallery(happy_house_dir)  # residents and camera shots, each as a "person"
     assert refused == []
