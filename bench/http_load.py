@@ -23,6 +23,11 @@ Memory is read after the load from /proc: RSS and PSS summed over the server's p
 master and workers). PSS counts a page shared by n processes as 1/n in each, so its sum is what the
 set-up really holds.
 
+CPU is read for each cell from /proc too: the server's CPU seconds (user + system, all its processes)
+per answered request, the cores that kept busy on average ("cores busy": at the machine's core count
+a set-up is bound by computation, and only a cheaper request serves more), and this load generator's
+own CPU per request, which the server does not get on the same machine.
+
 Loopback only; every run is bounded by --seconds per cell plus server start-up.
 """
 
@@ -69,8 +74,10 @@ def main() -> int:
           f"{args.seconds:.0f} s per cell")
     for name, env in setups:
         print(f"set-up {name}: {' '.join(f'{k}={v}' for k, v in env.items()) or 'config.yaml as it is'}")
-    print("| roster faces | set-up | endpoint | clients | requests/s | p50 ms | p99 ms | errors |")
-    print("|-------------:|--------|----------|--------:|-----------:|-------:|-------:|-------:|")
+    print("| roster faces | set-up | endpoint | clients | requests/s | p50 ms | p99 ms | errors "
+          "| server CPU ms/req | cores busy | load CPU ms/req |")
+    print("|-------------:|--------|----------|--------:|-----------:|-------:|-------:|-------:"
+          "|------------------:|-----------:|----------------:|")
     memory = []
     for faces in args.faces:
         with contextlib.ExitStack() as stack:
@@ -84,7 +91,9 @@ def main() -> int:
                     for name, server in servers:
                         row = run_cell(server, endpoint, probe.read_bytes(), clients, args.seconds)
                         print(f"| {total:>12,} | {name} | {endpoint:<8} | {clients:>7} | {row['rps']:>10.1f} | "
-                              f"{row['p50']:>6.0f} | {row['p99']:>6.0f} | {row['errors']:>6} |", flush=True)
+                              f"{row['p50']:>6.0f} | {row['p99']:>6.0f} | {row['errors']:>6} | "
+                              f"{row['server_cpu']:>17.1f} | {row['busy']:>10.2f} | {row['load_cpu']:>15.1f} |",
+                              flush=True)
             memory += [(total, name, server.memory()) for name, server in servers]
     print("\n| roster faces | set-up | processes | RSS sum MB | PSS sum MB |")
     print("|-------------:|--------|----------:|-----------:|-----------:|")
@@ -157,6 +166,17 @@ class Server:
                 pass
         return len(pids), rss, pss
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the server and its descendants."""
+        ticks = 0
+        for pid in _descendants(self.process.pid):
+            try:  # fields 14 and 15 of /proc/PID/stat, counted after the command's closing parenthesis
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                ticks += int(fields[11]) + int(fields[12])
+            except (OSError, IndexError, ValueError):  # gone meanwhile
+                pass
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def enroll_celebrities(self) -> int:
         """The real celebrities' train photos, through the API; returns the faces accepted."""
         accepted = 0
@@ -228,15 +248,20 @@ def run_cell(server: Server, endpoint: str, photo: bytes, clients: int, seconds:
             errors[0] += failed
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
+    server_cpu, load_cpu = server.cpu_seconds(), time.process_time()
     started = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.monotonic() - started
+    server_cpu, load_cpu = server.cpu_seconds() - server_cpu, time.process_time() - load_cpu
     ms = sorted(x * 1000 for x in latencies) or [float("nan")]
+    answered = max(len(latencies), 1)
     return {"rps": len(latencies) / elapsed, "p50": statistics.median(ms),
-            "p99": ms[min(len(ms) - 1, int(round(0.99 * (len(ms) - 1))))], "errors": errors[0]}
+            "p99": ms[min(len(ms) - 1, int(round(0.99 * (len(ms) - 1))))], "errors": errors[0],
+            "server_cpu": 1000 * server_cpu / answered, "busy": server_cpu / elapsed,
+            "load_cpu": 1000 * load_cpu / answered}
 
 
 def request(port: int, method: str, path: str, key: str | None = None, body: bytes | None = None,

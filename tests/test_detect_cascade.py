@@ -102,6 +102,30 @@ def test_detect_from_several_threads_at_once(detector, celebrity_dir):
             _assert_same_faces(alone[j], faces, f"photo {j} in thread {i}")
 
 
+def test_a_photo_detected_beside_another_takes_the_concurrent_networks(detector):
+    with detector._networks() as first:
+        with detector._networks() as second:
+            assert first is detector._alone and second is detector._together
+        with detector._networks() as third:  # the second has finished: the first still holds alone's
+            assert third is detector._together
+    with detector._networks() as again:
+        assert again is detector._alone
+
+
+def test_concurrent_networks_find_the_same_faces_to_the_bit(detector, celebrity_dir, happy_house_dir, config):
+    # Under load a photo runs on one throughput stream instead of every core: a decision must not
+    # depend on how busy the server is, so the two must agree exactly, not within a tolerance.
+    det = config.detection
+    photos, found = _photos(celebrity_dir, happy_house_dir), 0
+    for path in photos:
+        pixels = np.asarray(load_for_detection(path, max_side=det.max_side).small.convert("RGB"))
+        alone = cascade.detect(pixels, detector._alone, det.min_face, 0.8)
+        together = cascade.detect(pixels, detector._together, det.min_face, 0.8)
+        np.testing.assert_array_equal(alone, together, err_msg=path.name)
+        found += len(alone)
+    assert found >= len(photos)
+
+
 def test_encodings_barely_move(detector, reference_detector, facenet, config, celebrity_dir):
     # What the service keeps of a face is its encoding, computed on the crop aligned by the landmarks.
     from service.pipeline.align import align_face
@@ -167,14 +191,14 @@ def test_networks_equal_the_package_keras_models(detector):
     pyramid = cascade.Pyramid(image, pixels)
     # Odd and even sides, all on one canvas: each level's windows as if PNet ran on it alone.
     levels = [pyramid.level(*cascade.level_size(173, 241, s)) for s in cascade.pyramid_scales(241, 173, 12)]
-    for level, out in zip(levels, detector._nets.pnet(levels)):
+    for level, out in zip(levels, detector._alone.pnet(levels)):
         expected = np.concatenate([t.numpy() for t in keras["pnet"](level[None])], axis=-1)[0]
         assert out.shape == expected.shape
         np.testing.assert_allclose(out, expected, atol=1e-5)
     for name, size, count in (("rnet", 24, 37), ("onet", 48, 9)):  # counts that leave a part-filled batch
         patches = rng.uniform(-1, 1, (count, size, size, 3)).astype(np.float32)
         expected = np.concatenate([t.numpy() for t in keras[name](patches)], axis=-1)
-        np.testing.assert_allclose(getattr(detector._nets, name)(patches), expected, atol=1e-5)
+        np.testing.assert_allclose(getattr(detector._alone, name)(patches), expected, atol=1e-5)
 
 
 def test_no_face_where_no_pyramid_level_fits(detector):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +49,9 @@ class FaceDetector:
     The cascade is our own (``cascade.py``), on the ``mtcnn`` package's pretrained weights run by
     OpenVINO (``mtcnn_nets.py``); it finds what the package's own ``detect_faces`` finds
     (``MtcnnPackageDetector``, kept as the reference) in a fraction of the time, without TensorFlow.
-    May be called from several threads at once.
+    May be called from several threads at once: a photo detected alone has every core for each
+    network call; photos detected together take one stream each (``load_networks(concurrent=True)``),
+    which serves more photos per second with the same results.
     """
 
     def __init__(self, threads: int = 0):
@@ -55,7 +59,22 @@ class FaceDetector:
         # Imported here so that importing this module stays cheap for code that only reads faces.
         from service.pipeline.mtcnn_nets import load_networks
 
-        self._nets = load_networks(threads)
+        self._alone = load_networks(threads)
+        self._together = self._alone if threads == 1 else load_networks(threads, concurrent=True)
+        self._lock = threading.Lock()
+        self._detecting = 0
+
+    @contextlib.contextmanager
+    def _networks(self):
+        """The networks for one detection: alone's while no other photo is being detected."""
+        with self._lock:
+            self._detecting += 1
+            nets = self._alone if self._detecting == 1 else self._together
+        try:
+            yield nets
+        finally:
+            with self._lock:
+                self._detecting -= 1
 
     def detect(
         self,
@@ -71,8 +90,9 @@ class FaceDetector:
         if min(image.size) < _MTCNN_MIN_SIDE:
             return []
         rgb = image if image.mode == "RGB" else image.convert("RGB")
-        rows = detect(np.asarray(rgb), self._nets, min(min_face, _MTCNN_LARGEST_SAFE_MIN_FACE),
-                      min(_MTCNN_ONET_THRESHOLD, min_confidence), timer)
+        with self._networks() as nets:
+            rows = detect(np.asarray(rgb), nets, min(min_face, _MTCNN_LARGEST_SAFE_MIN_FACE),
+                          min(_MTCNN_ONET_THRESHOLD, min_confidence), timer)
         return _kept([_face_from_cascade(row) for row in rows], min_face, min_confidence)
 
 
