@@ -200,10 +200,12 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url``; a SQLite file's folder is created, and its connections get WAL,
     enforced foreign keys, a busy timeout and Unicode-aware ``lower()``."""
     _create_sqlite_folder(url)
-    # pre_ping: a pooled PostgreSQL connection may have been dropped by a server restart. A connect
-    # timeout: an unreachable server must fail a request in seconds, not after the kernel's retries.
-    connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if make_url(url).get_backend_name() == "postgresql" else {}
-    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    # pre_ping: a pooled PostgreSQL connection may have been dropped by a server restart (a SQLite
+    # file's cannot be, and the ping was a statement on every request). A connect timeout: an
+    # unreachable server must fail a request in seconds, not after the kernel's retries.
+    server = make_url(url).get_backend_name() == "postgresql"
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if server else {}
+    engine = create_engine(url, pool_pre_ping=server, connect_args=connect_args)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
