@@ -6,12 +6,14 @@ through the detector from 1, 2 and 4 threads, with each of:
 - every core per call: each network call spread over all cores (OpenVINO's latency hint), as every
   detection ran before ``FaceDetector`` took streams for concurrent photos;
 - one stream per call: each call on one of OpenVINO's throughput streams (one core each here);
-- as shipped: ``FaceDetector.detect``, the first of the streams' way only when photos overlap.
+- as shipped: ``FaceDetector.detect``, which gives a photo every core until as many photos are being
+  detected as there are streams, and a stream each from then on.
 
 The rounds alternate between the three so that whatever else the machine does weighs on each alike.
 CPU is this process's user + system time, so it counts the cores' waiting on each other as well.
 
     .venv/bin/python bench/detection_concurrency.py --rounds 3
+    .venv/bin/python bench/detection_concurrency.py --photo PHOTO --repeat 100   # one photo, 100 times a pass
 """
 
 from __future__ import annotations
@@ -34,12 +36,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median is shown")
     parser.add_argument("--callers", type=int, nargs="+", default=[1, 2, 4], help="threads detecting at once")
+    parser.add_argument("--photo", type=Path, action="append", help="photos to detect (default: the 5-celebrity set)")
+    parser.add_argument("--repeat", type=int, default=1, help="times each photo is detected in a pass")
     args = parser.parse_args()
 
     from service.pipeline.decode import is_photo, load_for_detection
     from service.pipeline.detect import FaceDetector
 
-    photos = [load_for_detection(p, 800).small for p in sorted(CELEBRITIES.rglob("*")) if is_photo(p)]
+    if args.photo and not all(p.is_file() for p in args.photo):
+        parser.error("--photo: no such file")
+
+    paths = args.photo or [p for p in sorted(CELEBRITIES.rglob("*")) if is_photo(p)]
+    photos = [load_for_detection(p, 800).small for p in paths] * args.repeat
     shipped = FaceDetector()
     alone, together = FaceDetector(), FaceDetector()
     alone._together = alone._alone  # every call on every core, whatever runs beside it
@@ -55,7 +63,8 @@ def main() -> int:
             for name, detector in ways.items():
                 times.setdefault((name, callers), []).append(_timed(detector, photos, callers))
 
-    print(f"MTCNN under concurrent callers: {len(photos)} 5-celebrity photos per pass, {os.cpu_count()} cores, "
+    source = f"{len(paths)} photo(s) given" if args.photo else "5-celebrity photos"
+    print(f"MTCNN under concurrent callers: {len(photos)} detections of {source} per pass, {os.cpu_count()} cores, "
           f"median of {args.rounds} alternating rounds; load average {os.getloadavg()[0]:.1f} at the end")
     print("| callers | networks | photos/s | CPU ms per photo |")
     print("|--------:|----------|---------:|-----------------:|")

@@ -59,11 +59,12 @@ def load_weights(name: str) -> list[np.ndarray]:
 def load_networks(threads: int = 0, concurrent: bool = False) -> Networks:
     """Compile the three networks for the CPU (``threads``: 0 lets OpenVINO use every core).
 
-    ``concurrent``: for several photos detected at once. The networks are small, and one call spread
-    over two cores spends about half again as much CPU time as on one (the cores wait on each other
-    between layers), so under concurrent requests each call runs on one of OpenVINO's throughput
-    streams instead: one core each on two, side by side. The outputs are the same to the bit
-    (checked on the 5-celebrity and Happy House photos by tests/test_detect_cascade.py).
+    ``concurrent``: for several photos detected at once, on OpenVINO's throughput streams, each call
+    on one stream's share of the cores. The networks are small: on 2 cores one call spread over both
+    spent about a third more CPU time than on one (the cores wait on each other between layers;
+    bench/detection_concurrency.py), and under concurrent requests that time is another request's.
+    The outputs are the same to the bit (tests/test_detect_cascade.py compares them on the CPU it
+    runs on). Each stream keeps its own working buffers: more memory (docs/performance.md).
     """
     ov = import_openvino()
     core = ov.Core()
@@ -72,11 +73,13 @@ def load_networks(threads: int = 0, concurrent: bool = False) -> Networks:
     options = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "THROUGHPUT" if concurrent else "LATENCY"}
     if threads:
         options["INFERENCE_NUM_THREADS"] = threads
-    pnet, rnet, onet = (_Requests(core.compile_model(make(load_weights(name)), "CPU", options))
-                        for name, make in (("pnet", _pnet), ("rnet", _rnet), ("onet", _onet)))
+    compiled = [core.compile_model(make(load_weights(name)), "CPU", options)
+                for name, make in (("pnet", _pnet), ("rnet", _rnet), ("onet", _onet))]
+    streams = min(int(model.get_property("NUM_STREAMS")) for model in compiled)
+    pnet, rnet, onet = (_Requests(model) for model in compiled)
     return Networks(pnet=lambda levels: _run_pnet(pnet, levels),
                     rnet=lambda patches: _run_batches(rnet, patches, RNET_BATCH),
-                    onet=lambda patches: _run_batches(onet, patches, ONET_BATCH))
+                    onet=lambda patches: _run_batches(onet, patches, ONET_BATCH), streams=streams)
 
 
 # OpenVINO prepares its kernels for each new input shape: measured on 2 cores, a first call at a new

@@ -75,8 +75,7 @@ class Pipeline:
 
         self.encoder.encode([np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)])
         if self.detector is not None:
-            noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
-            self.detector.detect(Image.fromarray(noise))
+            self.detector.warm_up()
 
     def faces(self, source: Source) -> list[AlignedFace]:
         """Every face in the photo, encoded."""
