@@ -7,8 +7,6 @@ TensorFlow op it stands for gives. Speed is benched (bench/detection_speed.py), 
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
 import subprocess
 import sys
@@ -104,34 +102,31 @@ def test_detect_from_several_threads_at_once(detector, celebrity_dir):
             _assert_same_faces(alone[j], faces, f"photo {j} in thread {i}")
 
 
-def test_photos_take_a_stream_each_once_the_streams_could_all_be_busy(detector):
-    if (os.cpu_count() or 1) == 1:
-        pytest.skip("one CPU: one stream, so every photo takes the every-core networks")
-    streams = detector._together.streams
-    assert detector._together is not detector._alone and streams > 1
-    with contextlib.ExitStack() as held:
-        taken = [held.enter_context(detector._networks()) for _ in range(streams + 1)]
-    assert taken == [detector._alone] * (streams - 1) + [detector._together] * 2
-    with pytest.raises(ZeroDivisionError):  # a detection that fails gives its place back
-        with detector._networks():
-            1 / 0
-    with detector._networks() as again:
-        assert again is detector._alone
+def test_a_network_lends_no_more_requests_than_its_runtime_runs_at_once():
+    # Each request keeps buffers the size of the largest photo it saw; a compiled network with one
+    # stream runs one inference at a time anyway, so more requests would only hold more memory.
+    from service.pipeline.mtcnn_nets import _Requests, _rnet, load_weights
+    from service.pipeline.quiet_imports import import_openvino
 
+    compiled = import_openvino().Core().compile_model(_rnet(load_weights("rnet")), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+    requests, lock, held, most = _Requests(compiled), threading.Lock(), [0], [0]
 
-def test_concurrent_networks_find_the_same_faces_to_the_bit(detector, celebrity_dir, happy_house_dir, config):
-    # Under load a photo runs on one throughput stream instead of every core: a decision must not
-    # depend on how busy the server is, so the two must agree exactly (on the CPU this runs on), not
-    # within a tolerance.
-    det = config.detection
-    photos, found = _photos(celebrity_dir, happy_house_dir), 0
-    for path in photos:
-        pixels = np.asarray(load_for_detection(path, max_side=det.max_side).small.convert("RGB"))
-        alone = cascade.detect(pixels, detector._alone, det.min_face, 0.8)
-        together = cascade.detect(pixels, detector._together, det.min_face, 0.8)
-        np.testing.assert_array_equal(alone, together, err_msg=path.name)
-        found += len(alone)
-    assert found >= len(photos)
+    def use():
+        with requests.lent() as request:
+            with lock:
+                held[0] += 1
+                most[0] = max(most[0], held[0])
+            request.infer({0: np.zeros((4, 24, 24, 3), np.float32)})
+            with lock:
+                held[0] -= 1
+
+    threads = [threading.Thread(target=use) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS") == 1
+    assert len(requests._idle) == 1
 
 
 def test_encodings_barely_move(detector, reference_detector, facenet, config, celebrity_dir):
@@ -199,14 +194,14 @@ def test_networks_equal_the_package_keras_models(detector):
     pyramid = cascade.Pyramid(image, pixels)
     # Odd and even sides, all on one canvas: each level's windows as if PNet ran on it alone.
     levels = [pyramid.level(*cascade.level_size(173, 241, s)) for s in cascade.pyramid_scales(241, 173, 12)]
-    for level, out in zip(levels, detector._alone.pnet(levels)):
+    for level, out in zip(levels, detector._nets.pnet(levels)):
         expected = np.concatenate([t.numpy() for t in keras["pnet"](level[None])], axis=-1)[0]
         assert out.shape == expected.shape
         np.testing.assert_allclose(out, expected, atol=1e-5)
     for name, size, count in (("rnet", 24, 37), ("onet", 48, 9)):  # counts that leave a part-filled batch
         patches = rng.uniform(-1, 1, (count, size, size, 3)).astype(np.float32)
         expected = np.concatenate([t.numpy() for t in keras[name](patches)], axis=-1)
-        np.testing.assert_allclose(getattr(detector._alone, name)(patches), expected, atol=1e-5)
+        np.testing.assert_allclose(getattr(detector._nets, name)(patches), expected, atol=1e-5)
 
 
 def test_no_face_where_no_pyramid_level_fits(detector):

@@ -40,13 +40,11 @@ class Networks:
     (H' = ceil((H - 2) / 2) - 4, W' likewise).
     rnet: (N, 24, 24, 3) -> (N, 6): box regression (4), then the two probabilities.
     onet: (N, 48, 48, 3) -> (N, 16): box regression (4), landmarks (5 x, 5 y), the two probabilities.
-    streams: how many calls of each the runtime runs side by side.
     """
 
     pnet: Callable[[list[np.ndarray]], list[np.ndarray]]
     rnet: Callable[[np.ndarray], np.ndarray]
     onet: Callable[[np.ndarray], np.ndarray]
-    streams: int = 1
 
 
 def normalize(pixels: np.ndarray) -> np.ndarray:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,10 +47,7 @@ class FaceDetector:
     The cascade is our own (``cascade.py``), on the ``mtcnn`` package's pretrained weights run by
     OpenVINO (``mtcnn_nets.py``); it finds what the package's own ``detect_faces`` finds
     (``MtcnnPackageDetector``, kept as the reference) in a fraction of the time, without TensorFlow.
-    May be called from several threads at once. A photo gets every core for each network call until
-    as many photos are being detected as the runtime has throughput streams; from then on each new
-    one takes a stream (``load_networks(concurrent=True)``): the same faces for less CPU per photo,
-    which a busy server spends on other requests.
+    May be called from several threads at once.
     """
 
     def __init__(self, threads: int = 0):
@@ -60,42 +55,7 @@ class FaceDetector:
         # Imported here so that importing this module stays cheap for code that only reads faces.
         from service.pipeline.mtcnn_nets import load_networks
 
-        self._alone = load_networks(threads)
-        together = load_networks(threads, concurrent=True) if threads != 1 else None
-        # With one stream (one core, or one thread asked for) the two would be the same networks twice.
-        self._together = together if together is not None and together.streams > 1 else self._alone
-        self._lock = threading.Lock()
-        self._detecting = 0
-
-    @contextlib.contextmanager
-    def _networks(self):
-        """The networks for one detection. Until the streams could all be busy, every core per call,
-        as a photo alone gets: on a machine of many cores and few concurrent photos a stream's share
-        would leave most of them idle."""
-        with self._lock:
-            self._detecting += 1
-            nets = self._together if self._detecting >= self._together.streams > 1 else self._alone
-        try:
-            yield nets
-        finally:
-            with self._lock:
-                self._detecting -= 1
-
-    def warm_up(self) -> None:
-        """Detect in noise on every stream, so that the first requests do not pay for the networks'
-        first runs (tens of ms each)."""
-        noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
-        self.detect(Image.fromarray(noise))
-        if self._together is not self._alone:
-            from service.pipeline.cascade import detect
-
-            threads = [threading.Thread(target=detect, args=(noise, self._together, DEFAULT_MIN_FACE,
-                                                              _MTCNN_ONET_THRESHOLD))
-                       for _ in range(self._together.streams)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+        self._nets = load_networks(threads)
 
     def detect(
         self,
@@ -111,9 +71,8 @@ class FaceDetector:
         if min(image.size) < _MTCNN_MIN_SIDE:
             return []
         rgb = image if image.mode == "RGB" else image.convert("RGB")
-        with self._networks() as nets:
-            rows = detect(np.asarray(rgb), nets, min(min_face, _MTCNN_LARGEST_SAFE_MIN_FACE),
-                          min(_MTCNN_ONET_THRESHOLD, min_confidence), timer)
+        rows = detect(np.asarray(rgb), self._nets, min(min_face, _MTCNN_LARGEST_SAFE_MIN_FACE),
+                      min(_MTCNN_ONET_THRESHOLD, min_confidence), timer)
         return _kept([_face_from_cascade(row) for row in rows], min_face, min_confidence)
 
 

@@ -56,30 +56,20 @@ def load_weights(name: str) -> list[np.ndarray]:
     return weights
 
 
-def load_networks(threads: int = 0, concurrent: bool = False) -> Networks:
-    """Compile the three networks for the CPU (``threads``: 0 lets OpenVINO use every core).
-
-    ``concurrent``: for several photos detected at once, on OpenVINO's throughput streams, each call
-    on one stream's share of the cores. The networks are small: on 2 cores one call spread over both
-    spent about a third more CPU time than on one (the cores wait on each other between layers;
-    bench/detection_concurrency.py), and under concurrent requests that time is another request's.
-    The outputs are the same to the bit (tests/test_detect_cascade.py compares them on the CPU it
-    runs on). Each stream keeps its own working buffers: more memory (docs/performance.md).
-    """
+def load_networks(threads: int = 0) -> Networks:
+    """Compile the three networks for the CPU (``threads``: 0 lets OpenVINO use every core)."""
     ov = import_openvino()
     core = ov.Core()
     # fp32 throughout: on CPUs with bfloat16 units OpenVINO would otherwise compute in bf16, which
     # moves PNet's face probabilities by up to 0.03 and so which windows pass its threshold.
-    options = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "THROUGHPUT" if concurrent else "LATENCY"}
+    options = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
     if threads:
         options["INFERENCE_NUM_THREADS"] = threads
-    compiled = [core.compile_model(make(load_weights(name)), "CPU", options)
-                for name, make in (("pnet", _pnet), ("rnet", _rnet), ("onet", _onet))]
-    streams = min(int(model.get_property("NUM_STREAMS")) for model in compiled)
-    pnet, rnet, onet = (_Requests(model) for model in compiled)
+    pnet, rnet, onet = (_Requests(core.compile_model(make(load_weights(name)), "CPU", options))
+                        for name, make in (("pnet", _pnet), ("rnet", _rnet), ("onet", _onet)))
     return Networks(pnet=lambda levels: _run_pnet(pnet, levels),
                     rnet=lambda patches: _run_batches(rnet, patches, RNET_BATCH),
-                    onet=lambda patches: _run_batches(onet, patches, ONET_BATCH), streams=streams)
+                    onet=lambda patches: _run_batches(onet, patches, ONET_BATCH))
 
 
 # OpenVINO prepares its kernels for each new input shape: measured on 2 cores, a first call at a new
@@ -95,25 +85,28 @@ RNET_BATCH, ONET_BATCH = 16, 4
 class _Requests:
     """Infer requests of one compiled network, lent to one caller at a time (the server detects in
     several threads). A request keeps the buffers of the largest input it ran (measured: each
-    detection of 800-pixel photos running at once held about 45 MB more), so one is made only when
-    all are lent out, and reused after."""
+    detection of 800-pixel photos running at once held about 45 MB more), and the runtime runs only
+    as many at once as it has streams; so there are never more requests than that (a caller waits
+    for one, as it would inside the runtime), each made when first needed and reused after."""
 
     def __init__(self, compiled):
         self._compiled = compiled
         self._idle: list = []
         self._lock = threading.Lock()
+        self._free = threading.Semaphore(max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))))
 
     @contextlib.contextmanager
     def lent(self):
-        with self._lock:
-            request = self._idle.pop() if self._idle else None
-        if request is None:
-            request = self._compiled.create_infer_request()
-        try:
-            yield request
-        finally:
+        with self._free:
             with self._lock:
-                self._idle.append(request)
+                request = self._idle.pop() if self._idle else None
+            if request is None:
+                request = self._compiled.create_infer_request()
+            try:
+                yield request
+            finally:
+                with self._lock:
+                    self._idle.append(request)
 
 
 def _run_pnet(requests: _Requests, levels: list[np.ndarray]) -> list[np.ndarray]:

@@ -75,7 +75,8 @@ class Pipeline:
 
         self.encoder.encode([np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)])
         if self.detector is not None:
-            self.detector.warm_up()
+            noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+            self.detector.detect(Image.fromarray(noise))
 
     def faces(self, source: Source) -> list[AlignedFace]:
         """Every face in the photo, encoded."""
