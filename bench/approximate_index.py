@@ -21,7 +21,13 @@ Then, for each size N, side by side in one process, each index built from the sa
   FAISS on --search-threads (1, as bench/roster_scale.py: the service's setting on 2 cores);
 - person recall: over --probes new photos of enrolled people (none of them enrolled), the share
   whose nearest face in the index is of the same person as flat's nearest face (flat is 1 by
-  definition); "k overlap": the share of flat's k nearest faces the index also returned.
+  definition); "k overlap": the share of flat's k nearest faces the index also returned;
+- same identification at each --thresholds T (the service's is 0.7 unless a site calibrates its
+  own): of the probes flat identifies (nearest face nearer than T), the share the index identifies
+  as the same person, with the misses and that count. A probe flat finds no one for, the index
+  finds no one for either (its distances are exact, over a subset of the faces), so these are
+  all the identify answers that can differ. Person recall counts beside them the probes whose
+  nearest face is a stranger's at any distance, which identify answers "not in the database".
 
 With --huge-pages, each index is timed again after asking Linux (6.1 and later) to back its vectors
 and links with 2 MB pages at once (transparent huge pages, MADV_COLLAPSE; the service does not do
@@ -218,13 +224,14 @@ def measure(n: int, args, faces: ClusteredFaces, hnsw: IndexSpec) -> None:
         print(f"\n{n:,} faces of {n // per:,} people; {len(probes):,} probes (new photos of enrolled people): "
               f"nearest own face {quantiles(own)}; nearest other person {quantiles(impostor)}; "
               f"flat's nearest face is the probe's person for {right:.4f} (quantiles p{', p'.join(map(str, QUANTILES))})")
-        print(HEADER)
-        print(RULE)
+        print(header(args.thresholds))
+        print("|" + "|".join("---" for _ in header(args.thresholds).split("|")[1:-1]) + "|")
+        exact = identified(truth_d, truth, truth_d, truth, faces, args.thresholds)
         p50, p99 = single_query_ms(flat, timed, args.k, args.search_threads)
-        print_row(n, "flat", stats, "-", p50, p99, 1.0, 0, 1.0)
+        print_row(n, "flat", stats, "-", p50, p99, 1.0, 0, 1.0, exact)
         if args.huge_pages and back_with_huge_pages(flat):
             p50, p99 = single_query_ms(flat, timed, args.k, args.search_threads)
-            print_row(n, "flat, 2 MB pages", stats, "-", p50, p99, 1.0, 0, 1.0)
+            print_row(n, "flat, 2 MB pages", stats, "-", p50, p99, 1.0, 0, 1.0, exact)
         del flat
         gc.collect()
 
@@ -232,30 +239,44 @@ def measure(n: int, args, faces: ClusteredFaces, hnsw: IndexSpec) -> None:
         kind, measured = f"hnsw m={hnsw.m} efC={hnsw.ef_construction}", []
         for ef in args.ef_search:
             index.set_ef_search(ef)
-            _, found = index.search(probes, args.k)
+            found_d, found = index.search(probes, args.k)
             same = faces.person_of(found[:, 0]) == faces.person_of(truth[:, 0])
             overlap = np.mean([np.intersect1d(a, b).size / args.k for a, b in zip(found, truth)])
+            alike = identified(found_d, found, truth_d, truth, faces, args.thresholds)
             p50, p99 = single_query_ms(index, timed, args.k, args.search_threads)
-            print_row(n, kind, stats, ef, p50, p99, same.mean(), int((~same).sum()), overlap)
-            measured.append((ef, same.mean(), int((~same).sum()), overlap))
+            print_row(n, kind, stats, ef, p50, p99, same.mean(), int((~same).sum()), overlap, alike)
+            measured.append((ef, same.mean(), int((~same).sum()), overlap, alike))
         if args.huge_pages and back_with_huge_pages(index):
-            for ef, recall, misses, overlap in measured:
+            for ef, recall, misses, overlap, alike in measured:
                 index.set_ef_search(ef)
                 p50, p99 = single_query_ms(index, timed, args.k, args.search_threads)
-                print_row(n, kind + ", 2 MB pages", stats, ef, p50, p99, recall, misses, overlap)
+                print_row(n, kind + ", 2 MB pages", stats, ef, p50, p99, recall, misses, overlap, alike)
         del index, vectors
         gc.collect()
 
 
-HEADER = ("| faces | kind | build s | faces/s | file B/face | RSS B/face | load s | ef_search | p50 ms | p99 ms "
-          "| person recall | misses | k overlap | load avg |")
-RULE = "|" + "|".join("---" for _ in HEADER.split("|")[1:-1]) + "|"
+def identified(found_d, found, truth_d, truth, faces: ClusteredFaces, thresholds: list[float]) -> list[str]:
+    """For each threshold: of the probes flat identifies, the share the index names the same person
+    for, as "recall (misses of identified)"."""
+    cells = []
+    for threshold in thresholds:
+        by_flat = truth_d[:, 0] < threshold
+        same = (found_d[:, 0] < threshold) & (faces.person_of(found[:, 0]) == faces.person_of(truth[:, 0]))
+        misses = int((by_flat & ~same).sum())
+        cells.append(f"{1 - misses / max(int(by_flat.sum()), 1):.4f} ({misses} of {int(by_flat.sum()):,})")
+    return cells
 
 
-def print_row(n, kind, stats, ef, p50, p99, recall, misses, overlap) -> None:
+def header(thresholds: list[float]) -> str:
+    return ("| faces | kind | build s | faces/s | file B/face | RSS B/face | load s | ef_search | p50 ms | p99 ms "
+            "| person recall | misses | k overlap | "
+            + "".join(f"same identification < {t:g} | " for t in thresholds) + "load avg |")
+
+
+def print_row(n, kind, stats, ef, p50, p99, recall, misses, overlap, alike) -> None:
     print(f"| {n:,} | {kind} | {stats['build']:.1f} | {n / stats['build']:,.0f} | {stats['file']:.0f} "
           f"| {stats['rss']:.0f} | {stats['load']:.2f} | {ef} | {p50:.2f} | {p99:.2f} | {recall:.4f} | {misses} "
-          f"| {overlap:.4f} | {load()} |", flush=True)
+          f"| {overlap:.4f} | {''.join(cell + ' | ' for cell in alike)}{load()} |", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -271,10 +292,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--search-threads", type=int, default=1, help="FAISS OpenMP threads for the timed searches")
     parser.add_argument("--real", action="append", nargs="+", type=Path, default=[],
                         help="an encoded photo set (folders of people, or a pairs file) to compare distances with")
+    parser.add_argument("--thresholds", default="0.7,0.9",
+                        help="identify thresholds to compare decisions at, comma-separated (the service's: 0.7)")
     parser.add_argument("--huge-pages", action="store_true", help="time each index again on 2 MB pages")
     parser.add_argument("--dir", type=Path, default=None, help="where to save indexes (default: a temporary folder)")
     args = parser.parse_args(argv)
     args.ef_search = [int(v) for v in args.ef_search.split(",") if v.strip()]
+    args.thresholds = [float(v) for v in args.thresholds.split(",") if v.strip()]
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     faiss.omp_set_num_threads(args.threads)
     model = FaceModel()
