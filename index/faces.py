@@ -21,6 +21,7 @@ import faiss
 import numpy as np
 
 from index.kinds import IndexSpec, new_store, store_from_file
+from index.pages import advise_huge_pages
 from index.saved import (
     FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, IndexCorrupt, Manifest, check_current, fsync_directory, manifest_spec,
     read_index, read_manifest, temporary_path, write_durably, write_index,
@@ -146,6 +147,20 @@ class FaceIndex:
                 nearest = self._store.candidates(queries, found)
                 distances[:, :found], labels[:, :found] = self._exact(queries, nearest)
         return distances, labels
+
+    def memory_regions(self) -> list[tuple[int, int]]:
+        """(address, bytes) of the vectors, and of an hnsw graph's links, as they lie in memory now."""
+        with self._lock:
+            return self._store.regions()
+
+    def use_huge_pages(self, collapse: bool = True) -> int:
+        """Ask Linux to back the vectors and graph links with 2 MB pages (``index.pages``), now when
+        ``collapse``, else as the kernel gets round to it; returns the bytes advised (0: not done).
+        Adds may move them into new memory: advise again after adding."""
+        regions = self.memory_regions()
+        # Outside the lock: collapsing gigabytes takes seconds, and searches need not wait for it.
+        # An add moving the memory meanwhile leaves the advice on freed or reused memory: harmless.
+        return advise_huge_pages(regions, collapse)
 
     def save(self, directory: Path, *, generation: int, model_id: str, epoch: str = "") -> None:
         """Write the index file and then its manifest into ``directory``, each atomically.

@@ -113,6 +113,10 @@ class _Store:
     def tune(self, spec: IndexSpec) -> None:
         """Take up ``spec``'s search-time settings (flat has none)."""
 
+    def regions(self) -> list[tuple[int, int]]:
+        """(address, bytes) of the memory searches read at random: the vectors, and graph links."""
+        return [_region(faiss.downcast_index(self.raw.index).codes)]
+
     def _insert_ids(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Insert ``ids`` into the sorted copy; where each landed (for arrays kept parallel to it)."""
         order = np.argsort(ids, kind="stable")
@@ -259,6 +263,15 @@ class HnswStore(_Store):
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         positions = self._positions[np.searchsorted(self._ids, ids)]
         return self._hnsw.reconstruct_batch(positions)
+
+    def regions(self) -> list[tuple[int, int]]:
+        links = self._hnsw.hnsw.neighbors
+        return [_region(faiss.downcast_index(self._hnsw.storage).codes), (int(links.data()), links.size() * 4)]
+
+
+def _region(vector) -> tuple[int, int]:
+    """A FAISS byte vector's (address, bytes); (0, 0) while it is empty (it has no memory yet)."""
+    return (int(vector.data()), int(vector.size())) if vector.size() else (0, 0)
 
 
 def _unique_ids(labels: np.ndarray, expected: int, problem) -> np.ndarray:

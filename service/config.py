@@ -95,6 +95,7 @@ class HnswConfig:
 class IndexConfig:
     kind: str = "flat"  # "flat" (exact) or "hnsw" (approximate, exact distances)
     hnsw: HnswConfig = HnswConfig()
+    huge_pages: bool = True  # back the index with 2 MB pages where Linux allows (index.pages)
 
 
 INDEX_KINDS = ("flat", "hnsw")  # index.kinds.KINDS, spelt out: importing it would load FAISS
@@ -270,7 +271,7 @@ def _audit(raw: dict) -> AuditConfig:
 
 
 def _index(raw: dict) -> IndexConfig:
-    """index.kind and index.hnsw.*; pops what it reads from ``raw`` (the caller reports leftovers)."""
+    """index.kind, index.huge_pages and index.hnsw.*; pops what it reads from ``raw`` (the caller reports leftovers)."""
     kind = raw.pop("kind", IndexConfig.kind)
     if kind not in INDEX_KINDS:
         raise ValueError(f"index.kind must be one of {', '.join(INDEX_KINDS)}, not {kind!r}")
@@ -281,7 +282,10 @@ def _index(raw: dict) -> IndexConfig:
     defaults = HnswConfig()
     # Bounds: m links per face cost 8*m bytes each, and past a few hundred buy nothing; ef_search
     # below index.k is raised to it at every search, so any positive value is allowed.
-    config = IndexConfig(kind=kind, hnsw=HnswConfig(
+    huge_pages = raw.pop("huge_pages", IndexConfig.huge_pages)
+    if not isinstance(huge_pages, bool):
+        raise ValueError(f"index.huge_pages must be true or false, not {huge_pages!r}")
+    config = IndexConfig(kind=kind, huge_pages=huge_pages, hnsw=HnswConfig(
         m=_whole(hnsw.pop("m", defaults.m), "index.hnsw.m", 2, 256),
         ef_construction=_whole(hnsw.pop("ef_construction", defaults.ef_construction), "index.hnsw.ef_construction",
                                1, 4096),

@@ -60,7 +60,7 @@ def test_missing_file_is_a_config_error(tmp_path):
 
 def test_index_kind_defaults_to_flat_and_the_environment_can_switch_it(config_file):
     config = load_config(config_file, env={})
-    assert config.index.kind == "flat"
+    assert config.index.kind == "flat" and config.index.huge_pages is True
     assert (config.index.hnsw.m, config.index.hnsw.ef_construction, config.index.hnsw.ef_search) == (48, 80, 512)
     config = load_config(config_file, env={"FACEREC_INDEX__KIND": "hnsw", "FACEREC_INDEX__HNSW__EF_SEARCH": "1000"})
     assert config.index.kind == "hnsw" and config.index.hnsw.ef_search == 1000 and config.index.hnsw.m == 48
@@ -85,8 +85,9 @@ def test_index_section_may_name_only_k(config_file):
     ({"hnsw": {"efsearch": 100}}, r"unknown settings \['index.hnsw.efsearch'\]"),
     ({"hnsw": [48]}, r"index.hnsw must be a section of settings"),
     ({"nprobe": 8}, r"unknown settings \['index.nprobe'\]"),
+    ({"huge_pages": "yes"}, r"index.huge_pages must be true or false, not 'yes'"),
 ], ids=["unknown-kind", "kind-case", "m-small", "m-fraction", "ef-text", "efc-zero", "ef-bool", "hnsw-typo",
-        "hnsw-list", "index-typo"])
+        "hnsw-list", "index-typo", "huge-pages-text"])
 def test_bad_index_settings_are_refused_naming_the_setting(config_file, index, message):
     raw = yaml.safe_load(config_file.read_text())
     raw["index"] = {**raw["index"], **index}

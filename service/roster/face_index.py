@@ -128,6 +128,7 @@ class RosterIndex:
             log.warning("index at %s not usable (%s); rebuilding it from the database", self.directory, exc)
             self.rebuild()
             return
+        self._use_huge_pages(collapse=True)
         self.sync()
         # Removed faces stay in an HNSW graph as waypoints (index.kinds.HnswStore). A process that
         # saves (a command, or the server before it forks its workers) rebuilds once they pass the
@@ -154,6 +155,7 @@ class RosterIndex:
                 total = connection.scalar(select(func.count(FaceRow.id)).where(FaceRow.model_id == self.model_id)) or 0
                 ids, vectors = self._read_all(connection, total, chunk, progress)
             self._index = FaceIndex.build(ids, vectors, progress=build_progress, spec=self.spec())
+            self._use_huge_pages(collapse=True)
             self.generation, self.epoch = generation, epoch
             self._saved_generation = -1  # a rebuild is always written, even at an unchanged generation
             self.save()
@@ -237,6 +239,7 @@ class RosterIndex:
             self._index.remove(extra)
         if missing.size:
             self._index.add(missing, vectors)
+            self._use_huge_pages(collapse=False)
         self.generation = generation
         self.save_if_due()
 
@@ -270,8 +273,15 @@ class RosterIndex:
             self._index.remove(np.asarray(remove, np.int64))
         if add is not None and len(add[0]):
             self._index.add(*add)
+            self._use_huge_pages(collapse=False)
         self.generation = generation
         self.save_if_due()
+
+    def _use_huge_pages(self, collapse: bool) -> None:
+        # At load and rebuild, converted at once (seconds at 10M faces); after an add, which may have
+        # moved the vectors into new memory, only marked, for the kernel to convert in the background.
+        if self.settings.huge_pages:
+            self._index.use_huge_pages(collapse=collapse)
 
     # ---- saving ----------------------------------------------------------------------------------
 
