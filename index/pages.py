@@ -2,7 +2,7 @@
 
 A search reads a few hundred vectors (hnsw) or all of them (flat) scattered over gigabytes, and with
 4 KB pages nearly every read misses the TLB. On 2 MB pages, hnsw searches at 1M and 10M faces ran
-13-19% faster and flat scans 4% (docs/performance.md, "2 MB pages").
+about 15% faster and flat scans 4-9% (docs/performance.md, "2 MB pages").
 
 Where transparent huge pages are "madvise" only (Ubuntu's default, and many cloud images'), memory
 gets them only when asked. ``MADV_HUGEPAGE`` asks for the pages a region touches from now on and
