@@ -265,13 +265,12 @@ class HnswStore(_Store):
         return self._hnsw.reconstruct_batch(positions)
 
     def regions(self) -> list[tuple[int, int]]:
-        links = self._hnsw.hnsw.neighbors
-        return [_region(faiss.downcast_index(self._hnsw.storage).codes), (int(links.data()), links.size() * 4)]
+        return [_region(faiss.downcast_index(self._hnsw.storage).codes), _region(self._hnsw.hnsw.neighbors, 4)]
 
 
-def _region(vector) -> tuple[int, int]:
-    """A FAISS byte vector's (address, bytes); (0, 0) while it is empty (it has no memory yet)."""
-    return (int(vector.data()), int(vector.size())) if vector.size() else (0, 0)
+def _region(vector, item_bytes: int = 1) -> tuple[int, int]:
+    """A FAISS vector's (address, bytes); (0, 0) while it is empty (it has no memory yet)."""
+    return (int(vector.data()), int(vector.size()) * item_bytes) if vector.size() else (0, 0)
 
 
 def _unique_ids(labels: np.ndarray, expected: int, problem) -> np.ndarray:

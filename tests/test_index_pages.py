@@ -77,17 +77,21 @@ def test_an_index_moved_onto_huge_pages_answers_exactly_as_before(faces, kind):
     advised = index.use_huge_pages()
 
     assert advised >= 8 * 2 ** 20  # the vectors (and hnsw's links) less at most a page at each end
-    assert huge_bytes(index) >= advised
+    # Most of it, not all: where the heap reuses memory advised before, a mapping can end inside a
+    # 2 MB page, and that page stays on 4 KB pages although the kernel accepted the conversion.
+    assert huge_bytes(index) >= advised // 2
     again_distances, again_ids = index.search(probes, 50)
     np.testing.assert_array_equal(again_ids, ids)
     np.testing.assert_array_equal(again_distances, distances)
 
 
-@needs_huge_pages
-def test_an_index_too_small_for_a_whole_huge_page_is_left_alone():
-    index = FaceIndex.build(np.arange(100), ClusteredFaces().faces(100))  # 51 KB
-    assert index.use_huge_pages() == 0
-    assert index.search(ClusteredFaces().probes(np.arange(3)), 5)[1].shape == (3, 5)
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_an_empty_or_tiny_index_is_left_alone(kind):
+    empty = FaceIndex(spec=IndexSpec(kind=kind))  # no memory yet: an hnsw graph's links are a null pointer
+    assert empty.use_huge_pages() == 0 and empty.use_huge_pages(collapse=False) == 0
+    tiny = FaceIndex.build(np.arange(100), ClusteredFaces().faces(100), spec=IndexSpec(kind=kind))  # 51 KB
+    assert tiny.use_huge_pages() == 0
+    assert tiny.search(ClusteredFaces().probes(np.arange(3)), 5)[1].shape == (3, 5)
 
 
 @pytest.fixture(scope="module")

@@ -278,10 +278,15 @@ class RosterIndex:
         self.save_if_due()
 
     def _use_huge_pages(self, collapse: bool) -> None:
-        # At load and rebuild, converted at once (seconds at 10M faces); after an add, which may have
-        # moved the vectors into new memory, only marked, for the kernel to convert in the background.
-        if self.settings.huge_pages:
-            self._index.use_huge_pages(collapse=collapse)
+        # Only where the index serves searches (server workers): a process that persists it (a
+        # command, the server before it forks) loads it to change and save it, and would pay the
+        # move (about 2 s per GB) for nothing. At load and rebuild, converted at once; after an add,
+        # which may have moved the vectors into new memory, only marked, for the kernel to convert.
+        if self.settings.huge_pages and not self.persist:
+            try:
+                self._index.use_huge_pages(collapse=collapse)
+            except Exception:  # advice: an index on 4 KB pages serves as well, only slower
+                log.exception("could not move the index onto huge pages; it stays on 4 KB pages")
 
     # ---- saving ----------------------------------------------------------------------------------
 
