@@ -216,8 +216,9 @@ def measure(n: int, args, faces: ClusteredFaces, hnsw: IndexSpec) -> None:
         print(f"\n{n:,} faces of {n // per:,} people; {len(probes):,} probes (new photos of enrolled people): "
               f"nearest own face {quantiles(own)}; nearest other person {quantiles(impostor)}; "
               f"flat's nearest face is the probe's person for {right:.4f} (quantiles p{', p'.join(map(str, QUANTILES))})")
-        print(header(args.thresholds))
-        print("|" + "|".join("---" for _ in header(args.thresholds).split("|")[1:-1]) + "|")
+        columns = header(args.thresholds)
+        print(columns)
+        print("|" + "|".join("---" for _ in columns.split("|")[1:-1]) + "|")
         exact = identified(truth_d, truth, truth_d, truth, faces, args.thresholds)
         p50, p99 = single_query_ms(flat, timed, args.k, args.search_threads)
         print_row(n, "flat", stats, "-", p50, p99, 1.0, 0, 1.0, exact)
